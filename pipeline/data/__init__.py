@@ -1,0 +1,1 @@
+"""Intensity mappings, paired datasets and the MONAI data pipeline."""

@@ -1,0 +1,65 @@
+"""Atomic file writes, hashing and path safety."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.errors import LdctError
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it over ``target``.
+
+    The rename is atomic on POSIX, so readers see either the old file or the complete new one,
+    never a half-written file (also after ``kill -9``).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(target: str | Path, text: str) -> Path:
+    """Write text atomically (temp file + rename)."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def ensure_inside(root: str | Path, candidate: str | Path) -> Path:
+    """Resolve ``candidate`` and refuse it unless it lies inside ``root``."""
+    root_r = Path(root).resolve()
+    cand_r = Path(candidate).resolve()
+    if cand_r != root_r and root_r not in cand_r.parents:
+        raise LdctError(f"refusing path outside the output folder {root_r}", path=cand_r)
+    return cand_r
+
+
+def is_within(child: str | Path, parent: str | Path) -> bool:
+    """True if ``child`` is ``parent`` or lies below it (after resolving links)."""
+    c, p = Path(child).resolve(), Path(parent).resolve()
+    return c == p or p in c.parents

@@ -1,0 +1,71 @@
+"""Round-trip and property tests for the intensity mappings (the one home of HU transforms)."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.data.intensity import (
+    MODEL_RANGE_HU,
+    WINDOWS,
+    Window,
+    apply_window,
+    get_window,
+    hu_to_model,
+    model_to_hu,
+    model_to_window,
+    unwindow,
+)
+from pipeline.errors import ConfigError
+
+
+def test_model_range_endpoints_and_roundtrip_numpy():
+    hu = np.array([-1024.0, 3071.0, 0.0, -3024.0, 5000.0], dtype=np.float64)
+    x = hu_to_model(hu)
+    assert x[0] == 0.0 and x[1] == 1.0
+    assert x[2] == pytest.approx(1024.0 / 4095.0)
+    np.testing.assert_allclose(model_to_hu(x), hu, rtol=0, atol=1e-9)  # not clipped
+
+
+def test_model_range_roundtrip_torch_float32_within_quantum():
+    hu = torch.linspace(-2000, 4000, 10001)
+    back = model_to_hu(hu_to_model(hu))
+    assert back.dtype == torch.float32
+    assert torch.max(torch.abs(back - hu)).item() < 1e-3
+
+
+def test_soft_tissue_window_is_red_cnn_range():
+    w = get_window("soft_tissue")
+    assert (w.lo_hu, w.hi_hu) == (-160.0, 240.0)
+    out = apply_window(np.array([-1000.0, -160.0, 40.0, 240.0, 1000.0]), w)
+    np.testing.assert_allclose(out, [0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWS))
+def test_window_inverse_exact_inside(name):
+    w = WINDOWS[name]
+    hu = np.linspace(w.lo_hu, w.hi_hu, 257)
+    np.testing.assert_allclose(unwindow(apply_window(hu, w), w), hu, atol=1e-9)
+
+
+def test_model_to_window_equals_composition():
+    x = torch.rand(2, 1, 8, 8)
+    np.testing.assert_allclose(
+        model_to_window(x, "lung").numpy(),
+        apply_window(model_to_hu(x), "lung").numpy(),
+        atol=1e-7,
+    )
+
+
+def test_window_specs_and_errors():
+    assert get_window("1500/-600") == Window("1500/-600", 1500.0, -600.0)
+    w = get_window((-160.0, 240.0))
+    assert (w.width_hu, w.level_hu) == (400.0, 40.0)
+    with pytest.raises(ConfigError, match="did you mean 'lung'"):
+        get_window("lungs")
+    with pytest.raises(ConfigError, match="width must be > 0"):
+        Window("bad", 0.0, 0.0)
+
+
+def test_model_window_matches_model_range():
+    w = WINDOWS["model"]
+    assert (w.lo_hu, w.hi_hu) == MODEL_RANGE_HU
