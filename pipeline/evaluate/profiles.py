@@ -1,0 +1,183 @@
+"""Named metric profiles: each states window, data range, SSIM kernel and mask in one place.
+
+Published LDCT numbers use different conventions (DOMAIN.md section 6); a number without its
+profile is meaningless, so every table row and JSON summary names its profile.
+
+* ``redcnn``: HU clipped to the soft-tissue window [-160, 240], data_range 400 HU, SSIM 11x11
+  Gaussian (sigma 1.5, population covariance); no mask (RED-CNN / CTformer code).
+* ``ldctbench-abdomen`` / ``-chest`` / ``-neuro``: per-anatomy window (400/50, 1500/-600,
+  80/40) mapped to [0, 1] with clipping, data_range 1, SSIM 7x7 uniform with the 49/48
+  sample-covariance factor; no mask (LDCT-Bench, Eulig et al. 2024). LDCT-Bench's own window
+  uses the DICOM ``(width - 1)`` variant; ours is ``(hu - lo) / width`` from
+  :mod:`pipeline.data.intensity` (difference < 0.3 % of the range).
+* ``hu``: RMSE and MAE in HU of the raw (unwindowed) values inside the body mask.
+
+Windowing goes through :mod:`pipeline.data.intensity` (the one home of windows). SSIM is not
+invariant to a shift of the values (its luminance term), so the two window conventions differ:
+``redcnn`` computes on the *clipped HU* values (``unwindow(apply_window(hu))``) with
+data_range 400, LDCT-Bench on the window mapped to [0, 1] with data_range 1, as their codes do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+
+from pipeline.data.intensity import Window, apply_window, get_window, unwindow
+from pipeline.errors import ConfigError
+from pipeline.evaluate import metrics as M
+
+MaskRule = Literal["none", "body"]
+#: Values the metrics see: the window mapped to [0,1], HU clipped to the window, or raw HU.
+ValueSpace = Literal["window01", "clipped_hu", "hu"]
+
+
+@dataclass(frozen=True)
+class MetricProfile:
+    """One metric convention. ``window=None`` means raw HU (no clipping)."""
+
+    name: str
+    window: Window | None
+    value_space: ValueSpace
+    data_range: float | None
+    data_range_units: str
+    ssim_kernel: M.SsimKernel | None
+    mask: MaskRule
+    metrics: tuple[str, ...]
+    convention: str
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able statement of the convention (written into every summary)."""
+        d = asdict(self)
+        if self.window is not None:
+            d["window"] = {
+                "name": self.window.name,
+                "width_hu": self.window.width_hu,
+                "level_hu": self.window.level_hu,
+                "lo_hu": self.window.lo_hu,
+                "hi_hu": self.window.hi_hu,
+            }
+        if self.ssim_kernel is not None:
+            d["ssim_window_px"] = M.window_size(self.ssim_kernel)
+            d["ssim_covariance"] = (
+                "sample (N/(N-1))" if self.ssim_kernel == "uniform" else ("population")
+            )
+            d["ssim_border_crop_px"] = (M.window_size(self.ssim_kernel) - 1) // 2
+        d["metrics"] = list(self.metrics)
+        return d
+
+
+#: Units of each metric name as they appear in the tables.
+METRIC_UNITS: dict[str, str] = {"psnr": "dB", "ssim": "1", "rmse_hu": "HU", "mae_hu": "HU"}
+
+
+def _ldctbench(anatomy: str, window: Window) -> MetricProfile:
+    return MetricProfile(
+        name=f"ldctbench-{anatomy}",
+        window=window,
+        value_space="window01",
+        data_range=1.0,
+        data_range_units="window [0,1]",
+        ssim_kernel="uniform",
+        mask="none",
+        metrics=("psnr", "ssim"),
+        convention=(
+            f"LDCT-Bench: HU window {window.width_hu:g}/{window.level_hu:g} "
+            f"([{window.lo_hu:g}, {window.hi_hu:g}] HU) mapped to [0,1] with clipping, "
+            "data_range 1, SSIM 7x7 uniform (sample covariance 49/48), border 3 px cropped, "
+            "no mask"
+        ),
+    )
+
+
+PROFILES: dict[str, MetricProfile] = {
+    p.name: p
+    for p in (
+        MetricProfile(
+            name="redcnn",
+            window=get_window("soft_tissue"),
+            value_space="clipped_hu",
+            data_range=400.0,
+            data_range_units="HU",
+            ssim_kernel="gaussian",
+            mask="none",
+            metrics=("psnr", "ssim"),
+            convention=(
+                "RED-CNN/CTformer: HU clipped to [-160, 240], data_range 400 HU, SSIM 11x11 "
+                "Gaussian sigma 1.5 (population covariance), border 5 px cropped, no mask"
+            ),
+        ),
+        _ldctbench("abdomen", Window("ldctbench_abdomen", 400.0, 50.0)),
+        _ldctbench("chest", Window("ldctbench_chest", 1500.0, -600.0)),
+        _ldctbench("neuro", Window("ldctbench_neuro", 80.0, 40.0)),
+        MetricProfile(
+            name="hu",
+            window=None,
+            value_space="hu",
+            data_range=None,
+            data_range_units="HU",
+            ssim_kernel=None,
+            mask="body",
+            metrics=("rmse_hu", "mae_hu"),
+            convention="raw HU (no window), RMSE and MAE over the body mask (HU > -500, "
+            "largest component, holes filled)",
+        ),
+    )
+}
+
+DEFAULT_PROFILES: tuple[str, ...] = ("redcnn", "ldctbench-abdomen", "hu")
+
+
+def get_profile(name: str | MetricProfile) -> MetricProfile:
+    """Look up a profile by name (with a did-you-mean hint)."""
+    if isinstance(name, MetricProfile):
+        return name
+    if name in PROFILES:
+        return PROFILES[name]
+    close = difflib.get_close_matches(name, PROFILES, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown metric profile {name!r}{hint} (known: {', '.join(PROFILES)})")
+
+
+def compute_profile(
+    pred_hu: torch.Tensor,
+    target_hu: torch.Tensor,
+    profile: str | MetricProfile,
+    body_mask: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """All metrics of ``profile`` for ``(B, 1, H, W)`` HU tensors -> ``{metric: (B,)}``.
+
+    ``body_mask`` (bool, same shape) is required by profiles with ``mask="body"`` and ignored
+    otherwise. Keys are metric names of :data:`METRIC_UNITS`.
+    """
+    p = get_profile(profile)
+    mask = None
+    if p.mask == "body":
+        if body_mask is None:
+            raise ConfigError(f"profile {p.name!r} needs a body mask; none was given")
+        mask = body_mask
+    x, y = pred_hu, target_hu
+    dr = p.data_range if p.data_range is not None else 1.0  # unused by rmse/mae
+    if p.window is not None:
+        x = apply_window(pred_hu, p.window)
+        y = apply_window(target_hu, p.window)
+        if p.value_space == "clipped_hu":
+            x, y = unwindow(x, p.window), unwindow(y, p.window)
+    out: dict[str, torch.Tensor] = {}
+    for name in p.metrics:
+        if name == "psnr":
+            out[name] = M.psnr(x, y, dr, mask=mask)
+        elif name == "ssim":
+            if p.ssim_kernel is None:  # pragma: no cover - PROFILES is static
+                raise ConfigError(f"profile {p.name!r}: ssim without a kernel")
+            out[name] = M.ssim(x, y, dr, kernel=p.ssim_kernel, mask=mask)
+        elif name == "rmse_hu":
+            out[name] = M.rmse(x, y, mask=mask)
+        elif name == "mae_hu":
+            out[name] = M.mae(x, y, mask=mask)
+        else:  # pragma: no cover - PROFILES is static
+            raise ConfigError(f"profile {p.name!r}: unknown metric {name!r}")
+    return out
