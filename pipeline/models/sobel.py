@@ -9,7 +9,7 @@ Conventions: cross-correlation (as ``torch.nn.functional.conv2d``), rows = y (do
 (right). For an image ``f = a*x + b*y`` the responses away from the border are exactly
 ``8a`` (horizontal), ``8b`` (vertical), ``6(a+b)`` (diagonal, towards +x+y) and ``6(a-b)``
 (anti-diagonal, towards +x-y, i.e. up-right). The directional maps are linear in the input, so
-their gradients are exact; :func:`sobel_magnitude` uses ``sqrt(g^2 + eps)`` so its gradient is finite at g = 0.
+their gradients are exact; :func:`sobel_magnitude` uses ``sqrt(g^2 + eps)``, finite gradient at 0.
 """
 
 from __future__ import annotations
