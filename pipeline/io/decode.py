@@ -1,0 +1,224 @@
+"""Pixel decoding to stored values: native fast path in-process, compressed in isolated workers.
+
+* Uncompressed (native) pixel data is read straight from its byte offset (found by the header
+  scan) with ``numpy.fromfile``, then masked to BitsStored and sign-extended -- no second
+  header parse, which is where most of a DICOM reader's time goes.
+* Compressed syntaxes (JPEG lossless, JPEG-LS, JPEG 2000, RLE, deflate) go through pydicom's
+  ``pixel_array`` with the installed plugins (gdcm, pylibjpeg). C decoders can hang or crash on
+  hostile input, so these run in a process pool: a crash or a hang costs that file (skipped
+  with its reason), never the run. The pool also decodes in parallel.
+
+Every failure is returned as a reason string instead of an array.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io.hu import unpack_native
+
+log = logging.getLogger(__name__)
+
+#: seconds without any decoder finishing before the running ones are declared hung
+DECODE_TIMEOUT_S = float(os.environ.get("LDCT_DECODE_TIMEOUT_S", "120"))
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """Decode the frames of one file to stored values, shape (frames, rows, columns)."""
+
+    path: Path
+    rows: int
+    columns: int
+    n_frames: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    transfer_syntax: str
+    #: native pixel data: byte order ('<'/'>') and offset; None -> decode with pydicom
+    byte_order: str | None = None
+    offset: int | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.byte_order is not None and self.offset is not None
+
+
+DecodeResult = np.ndarray | str
+
+
+def default_workers() -> int:
+    """CPU cores available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def decode_jobs(
+    jobs: list[DecodeJob], workers: int | None = None, *, isolate: bool = True
+) -> list[DecodeResult]:
+    """Decode every job; results in job order, each an array or a failure reason."""
+    results: list[DecodeResult | None] = [None] * len(jobs)
+    compressed: list[int] = []
+    for i, job in enumerate(jobs):
+        if job.native:
+            results[i] = _safe_decode(job)
+        else:
+            compressed.append(i)
+    if compressed:
+        sub = [jobs[i] for i in compressed]
+        n = workers or default_workers()
+        decoded = _decode_isolated(sub, n) if isolate else [_safe_decode(j) for j in sub]
+        for i, res in zip(compressed, decoded, strict=True):
+            results[i] = res
+    return [r if r is not None else "not decoded" for r in results]
+
+
+def decode_one(job: DecodeJob) -> np.ndarray:
+    """Decode one file (raises on failure); runs in workers and in-process."""
+    if job.native:
+        return _decode_native(job)
+    return _decode_pydicom(job)
+
+
+def _safe_decode(job: DecodeJob) -> DecodeResult:
+    try:
+        return decode_one(job)
+    except Exception as exc:
+        return _reason(job, exc)
+
+
+def _reason(job: DecodeJob, exc: BaseException) -> str:
+    from pipeline.io.header import _sop_name
+
+    return (
+        f"cannot decode pixel data ({_sop_name(job.transfer_syntax)}): {type(exc).__name__}: {exc}"
+    )
+
+
+def _decode_native(job: DecodeJob) -> np.ndarray:
+    count = job.rows * job.columns * job.n_frames
+    dtype = np.dtype(f"{job.byte_order}u{job.bits_allocated // 8}")
+    raw = np.fromfile(job.path, dtype=dtype, count=count, offset=int(job.offset or 0))
+    if raw.size != count:
+        raise ValueError(f"pixel data ended after {raw.size} of {count} values")
+    stored = unpack_native(raw, job.bits_stored, job.pixel_representation)
+    return stored.reshape(job.n_frames, job.rows, job.columns)
+
+
+def _decode_pydicom(job: DecodeJob) -> np.ndarray:
+    import pydicom
+
+    ds = pydicom.dcmread(job.path)
+    # pydicom >= 3 masks to BitsStored and sign-extends; J2K sign mismatches are corrected
+    arr = np.asarray(ds.pixel_array)
+    expected = job.n_frames * job.rows * job.columns
+    if arr.size != expected:
+        raise ValueError(f"decoded {arr.shape}, expected {job.n_frames}x{job.rows}x{job.columns}")
+    if arr.dtype.kind == "f":
+        raise ValueError(f"decoder returned floating-point pixels ({arr.dtype})")
+    return arr.reshape(job.n_frames, job.rows, job.columns)
+
+
+# ---------------------------------------------------------------- isolated (process) decoding
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_SIZE = 0
+
+
+def _context() -> mp.context.BaseContext:
+    # fork: starts in milliseconds and never re-imports the caller's __main__ (scripts without a
+    # main guard, notebooks); workers only run pydicom/numpy decoding, not torch
+    if "fork" in mp.get_all_start_methods():
+        return mp.get_context("fork")
+    return mp.get_context("spawn")  # pragma: no cover - non-POSIX
+
+
+def _get_pool(workers: int) -> ProcessPoolExecutor | None:
+    global _POOL, _POOL_SIZE
+    if _POOL is not None and workers == _POOL_SIZE:
+        return _POOL
+    _shutdown_pool(kill=False)
+    if mp.current_process().daemon:  # e.g. inside a DataLoader worker: no children allowed
+        return None
+    try:
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+    except (OSError, ValueError, AssertionError) as exc:
+        log.warning("cannot start decoder processes (%s); decoding in-process", exc)
+        return None
+    _POOL_SIZE = workers
+    return _POOL
+
+
+def _shutdown_pool(*, kill: bool) -> None:
+    global _POOL, _POOL_SIZE
+    pool, _POOL, _POOL_SIZE = _POOL, None, 0
+    if pool is None:
+        return
+    if kill:
+        _kill_workers(pool)
+    pool.shutdown(wait=not kill, cancel_futures=True)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):  # already gone
+            proc.kill()
+
+
+def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
+    pool = _get_pool(workers)
+    if pool is None:
+        return [_safe_decode(j) for j in jobs]
+    results: list[DecodeResult | None] = [None] * len(jobs)
+    futures: dict[Future[np.ndarray], int] = {
+        pool.submit(decode_one, j): i for i, j in enumerate(jobs)
+    }
+    pending = set(futures)
+    trouble = False
+    while pending and not trouble:
+        done, pending = wait(pending, timeout=DECODE_TIMEOUT_S, return_when=FIRST_COMPLETED)
+        if not done:
+            trouble = True  # nothing finished for DECODE_TIMEOUT_S: something hangs
+        for fut in done:
+            i = futures[fut]
+            try:
+                results[i] = fut.result()
+            except BrokenProcessPool:
+                trouble = True
+            except Exception as exc:
+                results[i] = _reason(jobs[i], exc)
+    if trouble:
+        log.warning("a decoder crashed or hung; retrying the remaining files one by one")
+        _shutdown_pool(kill=True)
+        for i, res in enumerate(results):
+            if res is None:
+                results[i] = _decode_alone(jobs[i])
+    return [r if r is not None else "not decoded" for r in results]
+
+
+def _decode_alone(job: DecodeJob) -> DecodeResult:
+    """Decode in a fresh single process, so a crash or hang is pinned on this file."""
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=_context())
+    try:
+        return pool.submit(decode_one, job).result(timeout=DECODE_TIMEOUT_S)
+    except FutureTimeout:
+        _kill_workers(pool)
+        return f"decoder hung (no result after {DECODE_TIMEOUT_S:.0f} s); file skipped"
+    except BrokenProcessPool:
+        return "decoder crashed (worker process died) on this file; file skipped"
+    except Exception as exc:
+        return _reason(job, exc)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

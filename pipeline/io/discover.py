@@ -1,0 +1,210 @@
+"""Find DICOM files under paths and group them into CT series, from headers only.
+
+``scan(paths)`` walks folders recursively (any file name, with or without ``.dcm``), in a
+deterministic (sorted) order, parses each header without decoding pixels
+(:func:`pipeline.io.header.read_header`), and groups the CT images by
+(StudyInstanceUID, SeriesInstanceUID). A series is split further where orientation, image
+size or pixel spacing differ. Every file that is not used appears in ``skipped`` with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.io.header import FileHeader, FrameRef, SkippedFile, read_header
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ScanResult", "SeriesRecord", "SkippedFile", "iter_files", "scan"]
+
+
+@dataclass
+class SeriesRecord:
+    """One CT series (or one consistent part of a split series), ready to be read."""
+
+    study_uid: str
+    series_uid: str
+    files: list[FileHeader]
+    #: 1-based part number when a series was split by orientation/size/spacing, else None
+    part: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> list[FrameRef]:
+        """Every image plane, in file order (not yet sorted along the normal)."""
+        return [f for fh in self.files for f in fh.frames]
+
+    @property
+    def n_slices(self) -> int:
+        return sum(len(fh.frames) for fh in self.files)
+
+    def _first(self, name: str, default: object = "") -> object:
+        value = self.files[0].header.get(name, default)
+        return default if value is None else value
+
+    @property
+    def patient_id(self) -> str:
+        return str(self._first("PatientID"))
+
+    @property
+    def patient_name(self) -> str:
+        return str(self._first("PatientName"))
+
+    @property
+    def description(self) -> str:
+        return str(self._first("SeriesDescription"))
+
+    @property
+    def series_number(self) -> int | None:
+        value = self._first("SeriesNumber", None)
+        try:
+            return int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(slices, rows, columns)."""
+        return self.n_slices, self.files[0].rows, self.files[0].columns
+
+    @property
+    def transfer_syntaxes(self) -> list[str]:
+        return sorted({fh.transfer_syntax for fh in self.files})
+
+    @property
+    def label(self) -> str:
+        """SeriesInstanceUID, with the part number when the series was split."""
+        return self.series_uid if self.part is None else f"{self.series_uid} (part {self.part})"
+
+
+@dataclass
+class ScanResult:
+    """What ``scan`` found: CT series and the files it did not use (with reasons)."""
+
+    series: list[SeriesRecord]
+    skipped: list[SkippedFile]
+    n_files: int = 0
+
+
+def iter_files(paths: Iterable[str | Path]) -> Iterator[Path | SkippedFile]:
+    """Every regular file under ``paths`` (recursive, sorted); problems yield a SkippedFile."""
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            yield SkippedFile(path, "no such file or directory")
+            continue
+        if path.is_file():
+            resolved = path.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                yield path
+            continue
+        if not path.is_dir():
+            yield SkippedFile(path, "not a regular file or directory")
+            continue
+        errors: list[OSError] = []
+        found = False
+        for root, dirs, files in os.walk(path, onerror=errors.append):
+            dirs.sort()
+            for name in sorted(files):
+                found = True
+                file = Path(root) / name
+                resolved = file.resolve()
+                if resolved in seen:
+                    continue
+                seen.add(resolved)
+                if file.is_file():
+                    yield file
+                else:
+                    yield SkippedFile(file, "not a regular file (broken link or special file)")
+        for err in errors:
+            where = Path(err.filename) if err.filename else path
+            yield SkippedFile(where, f"cannot list folder ({err.strerror or err})")
+        if not found and not errors:
+            yield SkippedFile(path, "empty folder (no files found)")
+
+
+def scan(paths: Iterable[str | Path] | str | Path) -> ScanResult:
+    """Discover, parse headers and group CT series under ``paths`` (files or folders)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    headers: list[FileHeader] = []
+    skipped: list[SkippedFile] = []
+    n_files = 0
+    for item in iter_files(paths):
+        if isinstance(item, SkippedFile):
+            skipped.append(item)
+            continue
+        n_files += 1
+        parsed = read_header(item)
+        if isinstance(parsed, SkippedFile):
+            log.debug("skip %s: %s", parsed.path, parsed.reason)
+            skipped.append(parsed)
+        else:
+            headers.append(parsed)
+    series, dup_skips = group_series(headers)
+    return ScanResult(series, skipped + dup_skips, n_files)
+
+
+def group_series(headers: list[FileHeader]) -> tuple[list[SeriesRecord], list[SkippedFile]]:
+    """Group by (study, series), drop duplicate SOP instances, split inconsistent series."""
+    groups: dict[tuple[str, str], list[FileHeader]] = {}
+    for fh in headers:
+        key = (
+            str(fh.header.get("StudyInstanceUID", "")),
+            str(fh.header.get("SeriesInstanceUID", "")),
+        )
+        groups.setdefault(key, []).append(fh)
+    records: list[SeriesRecord] = []
+    skipped: list[SkippedFile] = []
+    for (study, series), files in groups.items():
+        unique: dict[str, FileHeader] = {}
+        for fh in files:
+            uid = fh.frames[0].sop_instance_uid
+            if uid in unique:
+                skipped.append(
+                    SkippedFile(fh.path, f"duplicate of {unique[uid].path} (same SOPInstanceUID)")
+                )
+            else:
+                unique[uid] = fh
+        parts: dict[tuple[object, ...], list[FileHeader]] = {}
+        for fh in unique.values():
+            parts.setdefault(_split_key(fh), []).append(fh)
+        if len(parts) == 1:
+            records.append(SeriesRecord(study, series, list(unique.values())))
+            continue
+        keys = sorted(parts, key=lambda k: str(parts[k][0].path))
+        note = (
+            f"series {series} split into {len(parts)} parts: orientation, image size or pixel "
+            "spacing differ between its files"
+        )
+        for i, k in enumerate(keys, start=1):
+            records.append(SeriesRecord(study, series, parts[k], part=i, warnings=[note]))
+    for rec in records:
+        for fh in rec.files:
+            rec.warnings.extend(f"{fh.path.name}: {w}" for w in fh.warnings)
+    records.sort(key=_sort_key)
+    return records, skipped
+
+
+def _split_key(fh: FileHeader) -> tuple[object, ...]:
+    f = fh.frames[0]
+    orientation = tuple(round(v, 3) for v in f.orientation)
+    spacing = tuple(round(v, 4) for v in f.pixel_spacing_mm)
+    return orientation, fh.rows, fh.columns, spacing
+
+
+def _sort_key(rec: SeriesRecord) -> tuple[object, ...]:
+    number = rec.series_number
+    return (
+        rec.patient_id,
+        rec.study_uid,
+        number if number is not None else 1 << 31,
+        rec.series_uid,
+        rec.part or 0,
+    )

@@ -1,0 +1,346 @@
+"""Header-only parsing of one DICOM file: is it a usable CT image, and where are its planes?
+
+No pixel data is decoded here. Each file either becomes a :class:`FileHeader` (with one
+:class:`FrameRef` per image plane: one for classic CT, one per frame for Enhanced CT) or a
+:class:`SkippedFile` whose ``reason`` says, in words, why it is not used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
+
+from pipeline.io.hu import Rescale, padding_spec, rescale_for_frame
+from pipeline.io.sop import classify_sop, is_localizer
+
+log = logging.getLogger(__name__)
+
+PIXEL_DATA_TAG = BaseTag(0x7FE00010)
+_OTHER_PIXEL_TAGS = (BaseTag(0x7FE00008), BaseTag(0x7FE00009))  # Float / Double Float Pixel Data
+UNDEFINED_LENGTH = 0xFFFFFFFF
+#: transfer syntaxes whose pixel data we can read straight from the file (no decoder)
+NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2": "<",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1": "<",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.2": ">",  # Explicit VR Big Endian (retired)
+}
+DEFLATED = "1.2.840.10008.1.2.1.99"
+_ORTHO_TOL = 1e-3
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that is not part of any CT series, and why (one readable sentence)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One image plane of a CT file: geometry and rescale read from the header."""
+
+    path: Path
+    frame: int | None  # 0-based frame index for multi-frame files, else None
+    sop_instance_uid: str
+    position_mm: tuple[float, float, float]
+    orientation: tuple[float, float, float, float, float, float]  # row cosine, column cosine
+    pixel_spacing_mm: tuple[float, float]  # (between rows = y, between columns = x)
+    rescale: Rescale
+    header: Dataset = field(repr=False, compare=False)
+
+
+@dataclass
+class FileHeader:
+    """A CT image file that passed header validation."""
+
+    path: Path
+    header: Dataset  # without pixel data
+    transfer_syntax: str
+    rows: int
+    columns: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    number_of_frames: int
+    #: byte offset and length of native (uncompressed) pixel data, None when encapsulated
+    pixel_offset: int | None
+    pixel_length: int | None
+    frames: list[FrameRef]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def byte_order(self) -> str | None:
+        """'<' or '>' when pixels can be read natively from the file, else None."""
+        return NATIVE_SYNTAXES.get(self.transfer_syntax) if self.pixel_offset is not None else None
+
+
+def read_header(path: Path) -> FileHeader | SkippedFile:
+    """Parse ``path`` without decoding pixels; never raises for bad data (returns a skip)."""
+    try:
+        ds = _open(path)
+    except _Skip as skip:
+        return SkippedFile(path, str(skip))
+    try:
+        return _validate(path, ds)
+    except _Skip as skip:
+        return SkippedFile(path, str(skip))
+    except Exception as exc:  # malformed values deep inside the header
+        log.debug("header validation failed for %s", path, exc_info=True)
+        return SkippedFile(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
+
+
+class _Skip(Exception):
+    """Internal: the file is not usable; the message is the skip reason."""
+
+
+def _open(path: Path) -> Dataset:
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise _Skip(f"cannot access file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise _Skip("empty file (0 bytes)")
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's VR/charset complaints: not our output
+            try:
+                return pydicom.dcmread(fp, defer_size=1024)
+            except InvalidDicomError:
+                fp.seek(0)
+                ds = pydicom.dcmread(fp, defer_size=1024, force=True)
+                # force=True accepts almost anything; keep it only if it looks like an image
+                if "SOPClassUID" not in ds and "Rows" not in ds:
+                    raise _Skip(
+                        "not a DICOM file (no 'DICM' marker and no recognisable image header)"
+                    ) from None
+                return ds
+    except _Skip:
+        raise
+    except PermissionError:
+        raise _Skip("cannot read file: permission denied") from None
+    except IsADirectoryError:
+        raise _Skip("is a directory") from None
+    except OSError as exc:
+        raise _Skip(f"cannot read file ({exc.strerror or exc})") from None
+    except Exception as exc:  # pydicom raises many kinds on garbage
+        raise _Skip(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from None
+
+
+def _tag(ds: Dataset, name: str) -> Any:
+    value = ds.get(name)
+    if value is None or value == "":
+        raise _Skip(f"missing required tag {name}")
+    return value
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid:
+        return str(uid)
+    # no meta header: pydicom guessed the encoding while reading
+    return "1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
+
+
+def _validate(path: Path, ds: Dataset) -> FileHeader:
+    kind = classify_sop(ds)
+    if kind is not None:
+        raise _Skip(kind)
+    raw = ds._dict.get(PIXEL_DATA_TAG)
+    if raw is None:
+        if any(t in ds._dict for t in _OTHER_PIXEL_TAGS):
+            raise _Skip("floating-point pixel data (not a CT image in stored integers)")
+        raise _Skip("no pixel data (header only or truncated before the image)")
+    modality = str(ds.get("Modality", "")).strip().upper()
+    sop = str(ds.get("SOPClassUID", ""))
+    if modality != "CT" and not sop.startswith("1.2.840.10008.5.1.4.1.1.2"):
+        raise _Skip(f"not CT (Modality {modality or 'missing'}, SOP class {_sop_name(sop)})")
+    if is_localizer(ds):
+        raise _Skip(f"localizer/scout image (ImageType {_image_type(ds)})")
+
+    warnings: list[str] = []
+    rows, cols = int(_tag(ds, "Rows")), int(_tag(ds, "Columns"))
+    ba, bs = int(_tag(ds, "BitsAllocated")), int(_tag(ds, "BitsStored"))
+    pr = int(_tag(ds, "PixelRepresentation"))
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if rows <= 0 or cols <= 0:
+        raise _Skip(f"contradicting tags: Rows x Columns = {rows} x {cols}")
+    if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise _Skip(
+            f"not a greyscale image (SamplesPerPixel {spp}, PhotometricInterpretation "
+            f"{photometric or 'missing'})"
+        )
+    if ba not in (8, 16, 32) or not 1 <= bs <= ba:
+        raise _Skip(f"contradicting tags: BitsStored {bs} with BitsAllocated {ba}")
+    if pr not in (0, 1):
+        raise _Skip(f"contradicting tags: PixelRepresentation {pr} (must be 0 or 1)")
+    high_bit = ds.get("HighBit")
+    if high_bit is not None and int(high_bit) != bs - 1:
+        warnings.append(f"HighBit {high_bit} != BitsStored-1 ({bs - 1}); using BitsStored")
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+
+    tsyntax = _transfer_syntax(ds)
+    offset, length = _check_pixel_length(path, ds, raw, tsyntax, rows * cols * n_frames * ba // 8)
+    padding_spec(ds)  # validates PixelPaddingValue early (a bad value -> malformed header)
+    header = _strip_pixels(ds)  # in place: every FrameRef shares this pixel-less header
+    frames = _frames(path, header, n_frames)
+    return FileHeader(
+        path, header, tsyntax, rows, cols, ba, bs, pr, n_frames, offset, length, frames, warnings
+    )
+
+
+def _check_pixel_length(
+    path: Path, ds: Dataset, raw: Any, tsyntax: str, expected: int
+) -> tuple[int | None, int | None]:
+    """Validate the pixel data element; returns (offset, length) for native syntaxes."""
+    length = getattr(raw, "length", None)
+    tell = getattr(raw, "value_tell", None)
+    undefined = length == UNDEFINED_LENGTH or getattr(raw, "is_undefined_length", False)
+    if tsyntax in NATIVE_SYNTAXES:
+        if undefined:
+            raise _Skip(
+                f"contradicting tags: encapsulated pixel data in uncompressed transfer syntax "
+                f"{tsyntax}"
+            )
+        if length is None:  # value already loaded (small file): use its byte count
+            value = getattr(raw, "value", None)
+            length = len(value) if value is not None else 0
+        if length < expected:
+            raise _Skip(
+                f"pixel data too short: {length} bytes, Rows x Columns x frames x "
+                f"BitsAllocated/8 needs {expected}"
+            )
+        if tell is not None:
+            size = os.stat(path).st_size
+            if tell + expected > size:
+                raise _Skip(
+                    f"truncated file: pixel data needs {expected} bytes from offset {tell}, "
+                    f"file has {size} bytes"
+                )
+            return int(tell), int(length)
+        return None, None
+    if tsyntax == DEFLATED or undefined:
+        _check_decoder(tsyntax)
+        return None, None
+    raise _Skip(
+        f"contradicting tags: compressed transfer syntax {tsyntax} without encapsulated pixel data"
+    )
+
+
+def _check_decoder(tsyntax: str) -> None:
+    from pydicom.pixels import get_decoder
+
+    if tsyntax == DEFLATED:
+        return
+    try:
+        decoder = get_decoder(tsyntax)
+    except NotImplementedError:
+        raise _Skip(f"unsupported transfer syntax {tsyntax}") from None
+    if not decoder.is_available:
+        raise _Skip(f"no decoder plugin installed for transfer syntax {_sop_name(tsyntax)}")
+
+
+def _frames(path: Path, ds: Dataset, n_frames: int) -> list[FrameRef]:
+    sop_uid = str(_tag(ds, "SOPInstanceUID"))
+    shared = _first(ds.get("SharedFunctionalGroupsSequence"))
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None and n_frames > 1:
+        raise _Skip(f"multi-frame image ({n_frames} frames) without per-frame positions")
+    out: list[FrameRef] = []
+    for i in range(n_frames):
+        groups = [g for g in (_first(per_frame[i : i + 1]) if per_frame else None, shared) if g]
+        ipp = _functional(groups, "PlanePositionSequence", "ImagePositionPatient")
+        iop = _functional(groups, "PlaneOrientationSequence", "ImageOrientationPatient")
+        ps = _functional(groups, "PixelMeasuresSequence", "PixelSpacing")
+        ipp = ipp if ipp is not None else _tag(ds, "ImagePositionPatient")
+        iop = iop if iop is not None else _tag(ds, "ImageOrientationPatient")
+        ps = ps if ps is not None else _tag(ds, "PixelSpacing")
+        out.append(
+            FrameRef(
+                path,
+                i if per_frame is not None else None,
+                sop_uid,
+                _floats(ipp, 3, "ImagePositionPatient"),  # type: ignore[arg-type]
+                _orientation(iop),
+                _spacing(ps),
+                rescale_for_frame(ds, groups),
+                ds,
+            )
+        )
+    return out
+
+
+def _first(seq: Any) -> Dataset | None:
+    try:
+        return seq[0] if seq else None
+    except (IndexError, TypeError):
+        return None
+
+
+def _functional(groups: list[Dataset], seq_name: str, tag: str) -> Any:
+    for group in groups:
+        item = _first(group.get(seq_name))
+        if item is not None and item.get(tag) not in (None, ""):
+            return item.get(tag)
+    return None
+
+
+def _floats(value: Any, n: int, name: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise _Skip(f"contradicting tags: {name} is not numeric ({value!r})") from None
+    if len(out) != n or not all(np.isfinite(out)):
+        raise _Skip(f"contradicting tags: {name} must hold {n} finite numbers, found {value!r}")
+    return out
+
+
+def _orientation(value: Any) -> tuple[float, float, float, float, float, float]:
+    iop = _floats(value, 6, "ImageOrientationPatient")
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    if (
+        abs(np.linalg.norm(row) - 1) > _ORTHO_TOL
+        or abs(np.linalg.norm(col) - 1) > _ORTHO_TOL
+        or abs(float(row @ col)) > _ORTHO_TOL
+    ):
+        raise _Skip(f"contradicting tags: ImageOrientationPatient {iop} is not orthonormal")
+    return iop  # type: ignore[return-value]
+
+
+def _spacing(value: Any) -> tuple[float, float]:
+    ps = _floats(value, 2, "PixelSpacing")
+    if min(ps) <= 0:
+        raise _Skip(f"contradicting tags: PixelSpacing {ps} must be positive")
+    return ps  # type: ignore[return-value]
+
+
+def _strip_pixels(ds: Dataset) -> Dataset:
+    for tag in (PIXEL_DATA_TAG, *_OTHER_PIXEL_TAGS):
+        if tag in ds._dict:
+            del ds[tag]
+    return ds
+
+
+def _image_type(ds: Dataset) -> str:
+    value = ds.get("ImageType")
+    return "\\".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _sop_name(uid: str) -> str:
+    try:
+        name = pydicom.uid.UID(uid).name
+    except Exception:
+        return uid
+    return name or uid
