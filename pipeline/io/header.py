@@ -7,9 +7,11 @@ No pixel data is decoded here. Each file either becomes a :class:`FileHeader` (w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +114,7 @@ def _open(path: Path) -> Dataset:
     if size == 0:
         raise _Skip("empty file (0 bytes)")
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings():
+        with open(path, "rb") as fp, warnings.catch_warnings(), _quiet_pydicom():
             warnings.simplefilter("ignore")  # pydicom's VR/charset complaints: not our output
             try:
                 return pydicom.dcmread(fp, defer_size=1024)
@@ -135,6 +137,18 @@ def _open(path: Path) -> Dataset:
         raise _Skip(f"cannot read file ({exc.strerror or exc})") from None
     except Exception as exc:  # pydicom raises many kinds on garbage
         raise _Skip(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from None
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's own log chatter (VR guesses) while parsing; we report what matters."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _tag(ds: Dataset, name: str) -> Any:
@@ -165,7 +179,9 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
     modality = str(ds.get("Modality", "")).strip().upper()
     sop = str(ds.get("SOPClassUID", ""))
     if modality != "CT" and not sop.startswith("1.2.840.10008.5.1.4.1.1.2"):
-        raise _Skip(f"not CT (Modality {modality or 'missing'}, SOP class {_sop_name(sop)})")
+        raise _Skip(
+            f"not CT (Modality {modality or 'missing'}, SOP class {_sop_name(sop) or 'missing'})"
+        )
     if is_localizer(ds):
         raise _Skip(f"localizer/scout image (ImageType {_image_type(ds)})")
 

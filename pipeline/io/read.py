@@ -89,7 +89,7 @@ def read_series(
     warnings += [f"skipped {Path(s['path']).name}: {s['reason']}" for s in skipped]
     warnings += geom.warnings
     for w in warnings:
-        log.warning("%s: %s", record.label, w)
+        log.info("%s: %s", record.label, w)
     meta = _meta(record, by_path[frames[0].path])
     meta["skipped_files"] = skipped
     meta["RescaleSources"] = sorted({f.rescale.source for f in frames})
