@@ -1,0 +1,167 @@
+"""Perceptual loss: equal to the source article's class, gradients, freezing, precision."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.data.intensity import hu_to_model, model_to_window
+from pipeline.errors import ConfigError, LdctError
+from pipeline.losses.perceptual import PerceptualLoss, gram_matrix
+from pipeline.losses.weights import random_features_state
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from article_baseline import ArticleVGGPerceptualLoss
+
+ARTICLE_BLOCKS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, torch.Tensor]:
+    return random_features_state(seed=7)
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 1, 32, 40, generator=g)
+    pred = (target + 0.05 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    return pred, target
+
+
+@pytest.mark.parametrize(
+    ("blocks", "fold", "channels_last"),
+    [((0, 1, 2, 3), True, True), ((0, 1, 2), False, False), ((1, 3), True, False)],
+)
+def test_equals_article_class_l1_no_resize(state, pair, blocks, fold, channels_last):
+    pred, target = pair
+    article = ArticleVGGPerceptualLoss(features_state=state, resize=False)
+    ref = article(pred, target, feature_layers=blocks)
+    # window "model" is the identity on model-range inputs in [0, 1]
+    ours = PerceptualLoss(
+        state,
+        layers=[ARTICLE_BLOCKS[i] for i in blocks],
+        distance="l1",
+        windows=["model"],
+        fold_gray=fold,
+        channels_last=channels_last,
+    )
+    val, terms = ours(pred, target)
+    assert abs(val.item() - ref.item()) <= 1e-5 * max(1.0, abs(ref.item()))
+    assert set(terms) == {ARTICLE_BLOCKS[i] for i in blocks}
+
+
+def test_equals_article_style_term(state, pair):
+    pred, target = pair
+    article = ArticleVGGPerceptualLoss(features_state=state, resize=False)
+    ref = article(pred, target, feature_layers=(0,), style_layers=(1,))
+    ours = PerceptualLoss(
+        state,
+        layers=["relu1_2"],
+        distance="l1",
+        windows=["model"],
+        style_layers=["relu2_2"],
+        style_weight=1.0,
+        gram_normalize=False,
+    )
+    val, terms = ours(pred, target)
+    torch.testing.assert_close(val, ref, rtol=1e-5, atol=1e-5)
+    assert "style/relu2_2" in terms
+
+
+def test_equals_article_with_its_224_resize(state):
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(1, 1, 32, 32, generator=g)
+    pred = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    ref = ArticleVGGPerceptualLoss(features_state=state, resize=True)(pred, target, (0, 1))
+    ours = PerceptualLoss(
+        state, layers=["relu1_2", "relu2_2"], distance="l1", windows=["model"], resize=224
+    )
+    torch.testing.assert_close(ours(pred, target)[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_gram_matrix_oracle():
+    f = torch.arange(12, dtype=torch.float32).reshape(1, 2, 2, 3)
+    a = f.reshape(2, 6)
+    torch.testing.assert_close(gram_matrix(f, normalize=False)[0], a @ a.T)
+    torch.testing.assert_close(gram_matrix(f)[0], a @ a.T / 12)
+
+
+def test_window_is_applied(state):
+    # two images that differ only outside the soft-tissue window give zero loss there
+    hu = torch.full((1, 1, 16, 16), 40.0)
+    other = hu.clone()
+    other[..., 4:8, 4:8] = 1500.0
+    other_clip = other.clone()
+    other_clip[..., 4:8, 4:8] = 240.0  # what the window clips 1500 HU to
+    loss = PerceptualLoss(state, windows=["soft_tissue"])
+    a = loss(hu_to_model(other), hu_to_model(hu))[0]
+    b = loss(hu_to_model(other_clip), hu_to_model(hu))[0]
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=0)
+    assert a > 0
+    # three windows as R/G/B: each channel is its own window
+    rgb = PerceptualLoss(state, windows=["lung", "soft_tissue", "bone"])
+    x = rgb._prepare(hu_to_model(other))
+    assert x.shape[1] == 3
+    torch.testing.assert_close(x[:, 2:3], model_to_window(hu_to_model(other), "bone"))
+
+
+def test_gradients_reach_input_only_and_vgg_never_changes(state, pair):
+    pred, target = pair
+    model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    loss_fn = PerceptualLoss(state, windows=["model"])
+    assert list(loss_fn.parameters()) == []
+    before = {k: v.clone() for k, v in loss_fn.vgg.named_buffers()}
+    opt = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=0.1)
+    t = target.clone().requires_grad_(True)
+    for _ in range(2):
+        opt.zero_grad()
+        loss, _ = loss_fn(model(pred), t)
+        loss.backward()
+        opt.step()
+    assert model.weight.grad is not None and model.weight.grad.abs().sum() > 0
+    assert t.grad is None  # target features are computed without autograd
+    for k, v in loss_fn.vgg.named_buffers():
+        assert not v.requires_grad
+        assert torch.equal(v, before[k]), k
+
+
+def test_fp32_inside_bf16_autocast(state, pair):
+    pred, target = pair
+    loss_fn = PerceptualLoss(state)
+    ref = loss_fn(pred, target)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        val = loss_fn(pred.bfloat16(), target.bfloat16())[0]
+    assert val.dtype == torch.float32
+    # only the bf16 rounding of the inputs differs, not the VGG arithmetic
+    ref_rounded = loss_fn(pred.bfloat16().float(), target.bfloat16().float())[0]
+    torch.testing.assert_close(val, ref_rounded, rtol=1e-6, atol=0)
+    assert ref > 0
+
+
+def test_bf16_variant_runs_and_is_close_at_high_noise(state, pair):
+    pred, target = pair
+    fp32 = PerceptualLoss(state)(pred, target)[0]
+    bf16 = PerceptualLoss(state, precision="bf16")(pred, target)[0]
+    assert bf16.dtype == torch.float32
+    assert abs(bf16.item() / fp32.item() - 1) < 0.1
+
+
+def test_identical_images_give_zero(state, pair):
+    _, target = pair
+    val, terms = PerceptualLoss(state, distance="l1")(target, target)
+    assert val.item() == 0.0 and all(v.item() == 0.0 for v in terms.values())
+
+
+def test_errors(state):
+    with pytest.raises(ConfigError, match="1 or 3 windows"):
+        PerceptualLoss(state, windows=["lung", "bone"])
+    with pytest.raises(ConfigError, match="layer_weights"):
+        PerceptualLoss(state, layer_weights=[1.0])
+    with pytest.raises(ConfigError, match="unknown window"):
+        PerceptualLoss(state, windows=["sofft"])
+    with pytest.raises(LdctError, match="expected shape"):
+        PerceptualLoss(state)(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
