@@ -362,7 +362,8 @@ class Trainer:
         """Mean loss components over the log window (averaged over ranks), samples/s."""
         keys = sorted(sums)
         values = {k: D.mean_scalar(sums[k] / max(n, 1), self.env) for k in keys}
-        values["samples_per_s"] = n_steps * self.cfg.batch_size / max(seconds, 1e-9)
+        global_batch = self.batches.batch_size * self.env.world_size
+        values["samples_per_s"] = n_steps * global_batch / max(seconds, 1e-9)
         values["epoch"] = float(self.progress.epoch)
         if self.mlog is not None:
             self.mlog.write("train", self.progress.step, values)

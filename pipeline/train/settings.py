@@ -118,16 +118,17 @@ class LogConfig(StrictModel):
 
 
 class LoopConfig(StrictModel):
-    """Everything the training loop needs apart from data, model and loss."""
+    """Everything the training loop needs apart from data, model and loss.
+
+    Batch size, patch size and loader workers live in the ``data`` section (one home each);
+    ``data.batch_size`` is the global batch, split evenly over ``torchrun`` processes.
+    """
 
     output_dir: Path = Path("runs/train")
     steps: int = Field(1000, gt=0, description="total optimizer steps (batches)")
-    batch_size: int = Field(16, gt=0, description="global batch size (all ranks together)")
-    patch_size: int = Field(64, gt=0)
     seed: int = 0
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     threads: int | None = Field(None, gt=0, description="torch intra-op threads (CPU)")
-    num_workers: int = Field(0, ge=0)
     precision: Precision = Precision.AUTO
     channels_last: bool = True
     grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null: off")

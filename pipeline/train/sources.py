@@ -5,7 +5,9 @@ Each epoch draws one permutation of the dataset from ``(seed, epoch)`` (PyTorch'
 exactly the union of the ranks' batches ``k``). Resuming at batch ``b`` of an epoch slices the
 index list, so skipped samples are never loaded. Datasets whose samples are random (patches,
 flips) must draw them from ``(seed, epoch, index)`` for a resumed run to see the same data:
-when the dataset has ``set_epoch(epoch)`` it is called before each epoch.
+when the dataset has ``set_epoch(epoch)`` it is called before each epoch, and with
+``epoch_ids=True`` the indices are global sample ids ``epoch * len(dataset) + i`` (the
+convention of :class:`pipeline.data.datasets.PairedPatchDataset`, fresh patches every epoch).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class EpochBatches:
         seed: int,
         num_workers: int = 0,
         collate_fn: Callable[[list[Any]], Any] | None = None,
+        epoch_ids: bool = False,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
@@ -52,6 +55,7 @@ class EpochBatches:
         self.seed = seed
         self.num_workers = num_workers
         self.collate_fn = collate_fn
+        self.epoch_ids = epoch_ids
         n = len(dataset)  # type: ignore[arg-type]
         per_rank = n // env.world_size
         self.batches_per_epoch = per_rank // batch_size
@@ -72,7 +76,11 @@ class EpochBatches:
             drop_last=True,
         )
         sampler.set_epoch(epoch)
-        return list(sampler)[: self.batches_per_epoch * self.batch_size]
+        idx = list(sampler)[: self.batches_per_epoch * self.batch_size]
+        if self.epoch_ids:
+            n = len(self.dataset)  # type: ignore[arg-type]
+            idx = [epoch * n + i for i in idx]
+        return idx
 
     def iterate(self, epoch: int, start_batch: int = 0) -> Iterator[Any]:
         """Batches ``start_batch ..`` of ``epoch`` for this rank."""

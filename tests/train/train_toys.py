@@ -78,6 +78,7 @@ def make_trainer(
     objective: nn.Module | None = None,
     model: Callable[[], nn.Module] | None = None,
     n: int = 32,
+    batch_size: int = 4,
     export: Any = None,
     val: Any = None,
     **overrides: Any,
@@ -87,8 +88,6 @@ def make_trainer(
     base: dict[str, Any] = {
         "output_dir": out,
         "steps": 12,
-        "batch_size": 4,
-        "patch_size": 8,
         "seed": 3,
         "precision": "fp32",
         "channels_last": False,
@@ -102,7 +101,7 @@ def make_trainer(
     net = model() if model is not None else ToyNet()  # built after seeding
     batches = EpochBatches(
         ToyPairs(n=n, seed=cfg.seed),
-        batch_size=cfg.batch_size // env.world_size,
+        batch_size=batch_size // env.world_size,
         env=env,
         seed=cfg.seed,
     )

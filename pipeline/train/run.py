@@ -1,0 +1,152 @@
+"""Assemble a training job from a :class:`TrainConfig` and run it (``ldct train``).
+
+Data (``pipeline.data``), model (``pipeline.models``), objective (``pipeline.losses``) and the
+checkpoint format (``pipeline.models.checkpoint``) come from their packages; this module only
+wires them to :class:`~pipeline.train.loop.Trainer` and records provenance: every model
+checkpoint's ``extra`` holds the resolved config, the code version and the data-manifest hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.config import config_hash, config_to_dict, save_resolved
+from pipeline.errors import ConfigError
+from pipeline.train import distributed as D
+from pipeline.train.config import TrainConfig
+from pipeline.train.loop import Trainer, TrainResult
+from pipeline.train.provenance import code_version, hash_records
+from pipeline.train.sources import EpochBatches
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (model initialisation happens after this)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - libraries may use the legacy global RNG
+    torch.manual_seed(seed)
+
+
+def resolve_amp(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the denoiser (None = fp32), via the models package's CPU detection."""
+    from pipeline.models.precision import resolve_precision
+
+    dtype = resolve_precision(precision, device)
+    return None if dtype == torch.float32 else dtype
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(Path(path).resolve().relative_to(root.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def data_manifest_hash(
+    pairs: dict[str, list[Any]], splits: dict[str, list[str]], root: Path | None
+) -> str:
+    """SHA-256 over the pairs of each split (patient, series paths relative to the root, dose)."""
+    records = {
+        split: [
+            {
+                "patient": s.patient,
+                "tag": s.tag,
+                "dose": s.dose,
+                "low": _rel(s.low, root),
+                "full": _rel(s.full, root),
+            }
+            for s in specs
+        ]
+        for split, specs in sorted(pairs.items())
+    }
+    return hash_records({"pairs": records, "splits": splits})
+
+
+def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train as configured (single process, or DDP under torchrun); returns the outcome."""
+    from pipeline.data.config import build_loaders
+    from pipeline.losses.objective import build_objective
+    from pipeline.models.checkpoint import save_checkpoint
+    from pipeline.models.registry import build_model
+
+    env = D.init_distributed(cfg.device)
+    try:
+        if cfg.threads is not None and env.device.type == "cpu":
+            torch.set_num_threads(cfg.threads)
+        out = Path(cfg.output_dir)
+        state = out / "state" / "last.pt"
+        if not resume and state.exists():
+            raise ConfigError(
+                f"output_dir {out} already holds a run; pass --resume to continue it or choose "
+                "another output_dir"
+            )
+        seed_everything(cfg.seed)
+        loaders = build_loaders(cfg.data, seed=cfg.seed)
+        per_rank = D.per_rank_batch(cfg.data.batch_size, env)
+        batches = EpochBatches(
+            loaders.train.dataset,
+            batch_size=per_rank,
+            env=env,
+            seed=cfg.seed,
+            num_workers=cfg.data.num_workers,
+            epoch_ids=True,
+        )
+        val_loader = loaders.val
+        model: nn.Module = build_model(cfg.model.name, **cfg.model.params)
+        objective = build_objective(cfg.loss)
+        amp = resolve_amp(cfg.precision.value, env.device)
+        root = cfg.data.root if cfg.data.root is not None else cfg.data.manifest
+        root_dir = root if root is None or root.is_dir() else root.parent
+        meta: dict[str, Any] = {
+            "config": config_to_dict(cfg),
+            "config_hash": config_hash(cfg),
+            "code": code_version(),
+            "data_manifest_sha256": data_manifest_hash(
+                loaders.pairs, loaders.splits.as_dict(), root_dir
+            ),
+            "splits": loaders.splits.as_dict(),
+            "loss": objective.describe(),
+            "vgg_weights": objective.vgg_weights,
+            "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
+            "world_size": env.world_size,
+            "model": {"name": cfg.model.name, "params": cfg.model.params},
+        }
+        log.info(
+            "training %s for %d steps (global batch %d on %d process(es), %s, loss %s)",
+            cfg.model.name,
+            cfg.steps,
+            cfg.data.batch_size,
+            env.world_size,
+            meta["precision"],
+            meta["loss"],
+        )
+
+        def export(path: Path, net: nn.Module, extra: dict[str, Any]) -> None:
+            save_checkpoint(path, net, cfg.model, extra)
+
+        if env.is_main:
+            save_resolved(cfg, out / "config.yaml")
+        trainer = Trainer(
+            cfg,
+            model,
+            objective,
+            batches,
+            env=env,
+            val_batches=(lambda: iter(val_loader)) if val_loader is not None else None,
+            amp_dtype=amp,
+            export=export,
+            meta=meta,
+        )
+        return trainer.run(resume=resume)
+    finally:
+        D.shutdown(env)
