@@ -62,6 +62,12 @@ class PairedPatchDataset(Dataset[dict[str, Any]]):
     ) -> None:
         if patches_per_slice < 1:
             raise DatasetError(f"patches_per_slice must be >= 1, found {patches_per_slice}")
+        smallest = min((info.shape[1:] for info in store.infos), key=lambda s: s[0] * s[1])
+        if patch_size > min(smallest):
+            raise DatasetError(
+                f"patch_size {patch_size} is larger than the smallest slice "
+                f"({smallest[0]}x{smallest[1]}) of the training pairs"
+            )
         self.store = store
         self.index = _slice_index(store)
         self.patches_per_slice = int(patches_per_slice)
