@@ -27,7 +27,7 @@ class TrainConfig(LoopConfig):
 
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
-    loss: LossConfig = Field(default_factory=lambda: LossConfig())
+    loss: LossConfig = Field(default_factory=lambda: LossConfig.model_validate({}))
 
 
 def load_train_config(path: str | Path | None, overrides: Iterable[str] = ()) -> TrainConfig:
