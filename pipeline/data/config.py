@@ -44,6 +44,9 @@ class DataConfig(StrictModel):
     cache_budget_gb: float = Field(4.0, gt=0.0, description="in-memory budget without cache_dir")
     num_workers: int = Field(2, ge=0)
     position_tol_mm: float = Field(POSITION_TOL_MM, gt=0.0)
+    require_same_frame_of_reference: bool = Field(
+        True, description="refuse pairs whose FrameOfReferenceUIDs differ"
+    )
     val_slice_stride: int = Field(1, ge=1, description="validate on every n-th slice")
     eval_batch_size: int = Field(1, ge=1)
 
@@ -98,7 +101,11 @@ def build_loaders(
     by_split = assign(specs, splits)
     if not by_split["train"]:
         raise ConfigError("the training split is empty")
-    loader = functools.partial(load_pair, tol_mm=cfg.position_tol_mm)
+    loader = functools.partial(
+        load_pair,
+        tol_mm=cfg.position_tol_mm,
+        require_same_frame_of_reference=cfg.require_same_frame_of_reference,
+    )
     budget = int(cfg.cache_budget_gb * 1024**3)
     train_store = build_store(
         by_split["train"], cache_dir=cfg.cache_dir, budget_bytes=budget, loader=loader

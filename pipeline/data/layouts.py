@@ -2,7 +2,8 @@
 
 Recognised, per patient folder ``ROOT/<patient>/``:
 
-* **demo** (``ldct demo-data``): ``full_dose/`` + ``quarter_dose/`` (or ``low_dose/``);
+* **demo** (``ldct demo-data``): ``full_dose/`` + ``quarter_dose/`` (or ``half_dose``,
+  ``tenth_dose``, ``dose_<pct>pct``, ``low_dose``); several low doses give one pair each;
 * **mayo** (2016 Grand Challenge): ``full_3mm/`` + ``quarter_3mm/``,
   ``full_1mm/`` + ``quarter_1mm/`` (also suffixed variants such as ``full_3mm_sharp``);
   each thickness is its own pair (tag);
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 _SIDECAR_SUFFIXES = {".json", ".txt", ".csv", ".yaml", ".yml", ".md", ".xlsx", ".xml", ".html"}
 _MAYO_RE = re.compile(r"^(quarter|full)_(\d+(?:\.\d+)?mm)(_[a-z0-9]+)?$")
 _TCIA_TOP = "ldct-and-projection-data"
+_DEMO_NAMED = {"quarter_dose": 0.25, "half_dose": 0.5, "tenth_dose": 0.1, "low_dose": None}
+_DEMO_PCT_RE = re.compile(r"^dose_(\d+(?:p\d+)?)pct$")
 
 
 @dataclass
@@ -64,24 +67,31 @@ def _subdirs(d: Path) -> list[Path]:
         return []
 
 
+def _demo_low_dose(name: str) -> tuple[bool, float | None]:
+    """Is ``name`` a demo low-dose folder, and its dose fraction if the name says it."""
+    if name in _DEMO_NAMED:
+        return True, _DEMO_NAMED[name]
+    m = _DEMO_PCT_RE.match(name)
+    if m:
+        return True, float(m.group(1).replace("p", ".")) / 100.0
+    return False, None
+
+
 def _demo_pairs(patient_dir: Path) -> tuple[list[PairSpec], list[str]] | None:
     names = {p.name.lower(): p for p in _subdirs(patient_dir)}
-    low_name = (
-        "quarter_dose" if "quarter_dose" in names else ("low_dose" if "low_dose" in names else None)
-    )
-    if "full_dose" not in names and low_name is None:
+    lows = [(n, _demo_low_dose(n)[1]) for n in sorted(names) if _demo_low_dose(n)[0]]
+    full = names.get("full_dose")
+    if full is None and not lows:
         return None
-    if "full_dose" not in names or low_name is None:
-        have = "full_dose" if "full_dose" in names else low_name
+    if full is None or not lows:
+        have = "full_dose" if full is not None else lows[0][0]
         return [], [f"{patient_dir.name}: demo layout has {have}/ but not its partner"]
-    spec = PairSpec(
-        patient=patient_dir.name,
-        low=names[low_name],
-        full=names["full_dose"],
-        dose=0.25 if low_name == "quarter_dose" else None,
-        layout="demo",
-    )
-    return [spec], []
+    tagged = len(lows) > 1  # several simulated doses: one pair per dose
+    specs = [
+        PairSpec(patient_dir.name, names[n], full, dose, "demo", n if tagged else "")
+        for n, dose in lows
+    ]
+    return specs, []
 
 
 def _mayo_pairs(patient_dir: Path) -> tuple[list[PairSpec], list[str]] | None:

@@ -80,7 +80,9 @@ def slice_positions_mm(vol: CTVolume) -> np.ndarray:
     return pos @ normal
 
 
-def _geometry_problems(low: CTVolume, full: CTVolume, tol_mm: float) -> list[str]:
+def _geometry_problems(
+    low: CTVolume, full: CTVolume, tol_mm: float, same_frame: bool = True
+) -> list[str]:
     """Every in-plane/identity mismatch between two volumes (empty list when compatible)."""
     problems: list[str] = []
     if low.shape[1:] != full.shape[1:]:
@@ -103,7 +105,15 @@ def _geometry_problems(low: CTVolume, full: CTVolume, tol_mm: float) -> list[str
     for tag in ("FrameOfReferenceUID", "PatientID"):
         a, b = low.meta.get(tag), full.meta.get(tag)
         if a and b and str(a) != str(b):
-            problems.append(f"{tag} differs: low {a} vs full {b}")
+            if tag == "FrameOfReferenceUID" and not same_frame:
+                continue
+            hint = (
+                " (if the series are known to share one frame, pass "
+                "require_same_frame_of_reference=False)"
+                if tag == "FrameOfReferenceUID"
+                else ""
+            )
+            problems.append(f"{tag} differs: low {a} vs full {b}{hint}")
     # in-plane origin: project the origin offset on the row and column directions
     d = np.asarray(low.origin_mm, dtype=np.float64) - np.asarray(full.origin_mm, dtype=np.float64)
     inplane = np.abs(d @ full.direction[:, :2])
@@ -164,10 +174,15 @@ def match_slices(
 
 
 def pair_volumes(
-    spec: PairSpec, low: CTVolume, full: CTVolume, *, tol_mm: float = POSITION_TOL_MM
+    spec: PairSpec,
+    low: CTVolume,
+    full: CTVolume,
+    *,
+    tol_mm: float = POSITION_TOL_MM,
+    require_same_frame_of_reference: bool = True,
 ) -> Pair:
     """Validate two already-read volumes as a pair; raise DatasetError listing every mismatch."""
-    problems = _geometry_problems(low, full, tol_mm)
+    problems = _geometry_problems(low, full, tol_mm, require_same_frame_of_reference)
     low_pos, full_pos = slice_positions_mm(low), slice_positions_mm(full)
     mapping, slice_problems = match_slices(low_pos, full_pos, tol_mm)
     problems += slice_problems
@@ -203,7 +218,11 @@ def default_reader() -> VolumeReader:
 
 
 def load_pair(
-    spec: PairSpec, *, reader: VolumeReader | None = None, tol_mm: float = POSITION_TOL_MM
+    spec: PairSpec,
+    *,
+    reader: VolumeReader | None = None,
+    tol_mm: float = POSITION_TOL_MM,
+    require_same_frame_of_reference: bool = True,
 ) -> Pair:
     """Read both series of ``spec`` and validate them as a pair (see :func:`pair_volumes`)."""
     read = reader or default_reader()
@@ -217,7 +236,13 @@ def load_pair(
             raise DatasetError(
                 f"pair {spec.name!r}: cannot read {role}-dose series: {exc}"
             ) from exc
-    return pair_volumes(spec, vols[0], vols[1], tol_mm=tol_mm)
+    return pair_volumes(
+        spec,
+        vols[0],
+        vols[1],
+        tol_mm=tol_mm,
+        require_same_frame_of_reference=require_same_frame_of_reference,
+    )
 
 
 def discover_pairs(source: str | Path, *, strict: bool = True) -> list[PairSpec]:

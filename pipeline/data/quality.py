@@ -28,6 +28,8 @@ TISSUE_RANGE_HU = (-300.0, 300.0)
 #: fewer slices than this are used for noise and HU statistics (evenly spaced)
 MAX_STAT_SLICES = 16
 _MIN_TISSUE_PIXELS = 200
+#: more than this fraction of voxels below _PADDING_HU means padding was not mapped to air
+_PADDING_HU, _MAX_BELOW_PADDING = -1100.0, 0.005
 
 
 def _stat_slices(n: int) -> np.ndarray:
@@ -134,10 +136,12 @@ def summarize_pair(pair: Pair, report: PairReport) -> PairReport:
     idx = _stat_slices(pair.n_slices)
     lo_s, fu_s = low[idx], full[idx]
     report.hu_low, report.hu_full = _hu_stats(lo_s), _hu_stats(fu_s)
-    for role, st in (("low", report.hu_low), ("full", report.hu_full)):
-        if st[0] < -1100:
+    for role, st, arr in (("low", report.hu_low, lo_s), ("full", report.hu_full, fu_s)):
+        below = float(np.mean(arr < _PADDING_HU))
+        if below > _MAX_BELOW_PADDING:
             report.problems.append(
-                f"{role}-dose minimum {st[0]:.0f} HU < -1100 (unmapped padding or wrong rescale)"
+                f"{below:.1%} of {role}-dose voxels are below {_PADDING_HU:.0f} HU (minimum "
+                f"{st[0]:.0f}; unmapped padding or wrong rescale)"
             )
         if st[2] < -500:
             report.problems.append(f"{role}-dose series is mostly air (p99 {st[2]:.0f} HU)")
@@ -153,10 +157,16 @@ def summarize_pair(pair: Pair, report: PairReport) -> PairReport:
     diff = (lo_s - fu_s)[mask]
     report.noise_added_hu = _robust_sd(diff)
     report.offset_hu = float(np.median(diff))
-    if report.noise_low_hu <= 1.05 * report.noise_full_hu:
+    if report.noise_low_hu <= report.noise_full_hu:
         report.problems.append(
             f"low-dose noise {report.noise_low_hu:.1f} HU is not above full-dose noise "
             f"{report.noise_full_hu:.1f} HU (series swapped, or not a low/full pair?)"
+        )
+    elif report.noise_low_hu < 1.15 * report.noise_full_hu:
+        report.warnings.append(
+            f"low-dose noise {report.noise_low_hu:.1f} HU is barely above full-dose noise "
+            f"{report.noise_full_hu:.1f} HU (fine-grain estimate; strongly correlated noise or "
+            "a dose close to full)"
         )
     if abs(report.offset_hu) > 20.0:
         report.problems.append(

@@ -138,3 +138,11 @@ def test_manifest_problems_name_the_row(tmp_path):
     pairs, problems = read_manifest(path)
     assert problems[0] == "manifest row 1: dose 2.0 must be a fraction in (0, 1]"
     assert problems[1].startswith("manifest row 2: full path") and "does not exist" in problems[1]
+
+
+def test_demo_layout_other_simulated_doses_get_one_pair_each(tmp_path):
+    _series(tmp_path / "D1" / "full_dose")
+    _series(tmp_path / "D1" / "tenth_dose")
+    _series(tmp_path / "D1" / "dose_7p5pct")
+    pairs = discover_pairs(tmp_path)
+    assert [(p.name, p.dose) for p in pairs] == [("D1/dose_7p5pct", 0.075), ("D1/tenth_dose", 0.1)]

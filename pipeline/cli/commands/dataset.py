@@ -77,6 +77,9 @@ def check(
     root: Path = typer.Argument(..., help="Dataset root (any supported layout) or pair manifest."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     tol_mm: float = typer.Option(0.1, "--tol-mm", help="Slice/origin position tolerance (mm)."),
+    ignore_frame: bool = typer.Option(
+        False, "--ignore-frame-of-reference", help="Accept pairs whose FrameOfReferenceUIDs differ."
+    ),
 ) -> int:
     """Summarise every pair (slices, spacing, HU ranges, noise) and list every problem.
 
@@ -88,7 +91,10 @@ def check(
     from pipeline.data.quality import check_dataset
     from pipeline.utils.files import atomic_write_text
 
-    report = check_dataset(root, loader=functools.partial(load_pair, tol_mm=tol_mm))
+    loader = functools.partial(
+        load_pair, tol_mm=tol_mm, require_same_frame_of_reference=not ignore_frame
+    )
+    report = check_dataset(root, loader=loader)
     _print_report(report)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report.as_dict(), indent=2))
