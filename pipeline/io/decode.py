@@ -92,6 +92,11 @@ def decode_one(job: DecodeJob) -> np.ndarray:
     return _decode_pydicom(job)
 
 
+def _worker(job: DecodeJob) -> np.ndarray:
+    """Process-pool entry point (looked up by name, so workers use this module's decode_one)."""
+    return decode_one(job)
+
+
 def _safe_decode(job: DecodeJob) -> DecodeResult:
     try:
         return decode_one(job)
@@ -183,7 +188,7 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
         return [_safe_decode(j) for j in jobs]
     results: list[DecodeResult | None] = [None] * len(jobs)
     futures: dict[Future[np.ndarray], int] = {
-        pool.submit(decode_one, j): i for i, j in enumerate(jobs)
+        pool.submit(_worker, j): i for i, j in enumerate(jobs)
     }
     pending = set(futures)
     trouble = False
@@ -212,7 +217,7 @@ def _decode_alone(job: DecodeJob) -> DecodeResult:
     """Decode in a fresh single process, so a crash or hang is pinned on this file."""
     pool = ProcessPoolExecutor(max_workers=1, mp_context=_context())
     try:
-        return pool.submit(decode_one, job).result(timeout=DECODE_TIMEOUT_S)
+        return pool.submit(_worker, job).result(timeout=DECODE_TIMEOUT_S)
     except FutureTimeout:
         _kill_workers(pool)
         return f"decoder hung (no result after {DECODE_TIMEOUT_S:.0f} s); file skipped"

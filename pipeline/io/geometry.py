@@ -1,7 +1,7 @@
 """Slice order and spacing from ImagePositionPatient, with irregularities reported, never hidden.
 
 Slices are sorted by their position projected on the slice normal (row cosine x column
-cosine), never by InstanceNumber or file name. The z spacing is the median step; steps that
+cosine), never by InstanceNumber or file name. The z spacing is the most frequent step; steps that
 differ from it are reported as irregular spacing or missing slices (gaps); positions that do
 not advance along the normal are reported as gantry tilt. SimpleITK and MONAI silently average
 such series; here the warning travels with the volume.
@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.errors import GeometryError
 from pipeline.io.header import FrameRef
 
-#: relative deviation of a step from the median step that counts as irregular
+#: relative deviation of a step from the typical step that counts as irregular
 SPACING_RTOL = 0.01
 #: positions closer than this along the normal are the same slice (mm)
 DUPLICATE_TOL_MM = 1e-3
@@ -77,7 +77,7 @@ def sort_slices(
             warnings.append("single slice without SliceThickness: z spacing set to 1 mm")
     else:
         steps = np.diff(dist_sorted)
-        dz = float(np.median(steps))
+        dz = _typical_step(steps)
         warnings.extend(_spacing_warnings(steps, dz, dist_sorted))
         tilt = _tilt_deg(ipp_sorted, normal)
         if tilt > TILT_TOL_DEG:
@@ -93,6 +93,14 @@ def sort_slices(
         positions_mm=dist_sorted,
         warnings=warnings,
     )
+
+
+def _typical_step(steps: np.ndarray) -> float:
+    """The most frequent step (ties: the smaller), refined as the median of steps near it."""
+    values, counts = np.unique(np.round(steps, 2), return_counts=True)
+    mode = float(values[np.flatnonzero(counts == counts.max())[0]])
+    near = steps[np.abs(steps - mode) <= max(0.01, SPACING_RTOL * mode)]
+    return float(np.median(near))
 
 
 def _check_duplicates(frames: Sequence[FrameRef], order: list[int], dist: np.ndarray) -> None:
@@ -122,8 +130,8 @@ def _spacing_warnings(steps: np.ndarray, dz: float, dist: np.ndarray) -> list[st
     if other.any():
         out.append(
             f"irregular slice spacing: steps from {steps.min():.3f} to {steps.max():.3f} mm, "
-            f"median {dz:.3f} mm ({int(other.sum())} irregular step(s)); the volume grid uses "
-            "the median"
+            f"typical {dz:.3f} mm ({int(other.sum())} irregular step(s)); the volume grid uses "
+            "the typical step"
         )
     return out
 

@@ -89,17 +89,27 @@ class FileHeader:
 
 def read_header(path: Path) -> FileHeader | SkippedFile:
     """Parse ``path`` without decoding pixels; never raises for bad data (returns a skip)."""
-    try:
-        ds = _open(path)
-    except _Skip as skip:
-        return SkippedFile(path, str(skip))
-    try:
-        return _validate(path, ds)
-    except _Skip as skip:
-        return SkippedFile(path, str(skip))
-    except Exception as exc:  # malformed values deep inside the header
-        log.debug("header validation failed for %s", path, exc_info=True)
-        return SkippedFile(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
+    with warnings.catch_warnings(), _quiet_pydicom():
+        warnings.simplefilter("ignore")  # pydicom's VR/charset complaints: not our output
+        try:
+            ds = _open(path)
+            header = _validate(path, ds)
+            for name in _TOUCH:  # convert now, while pydicom's value warnings are muted
+                header.header.get(name)
+            return header
+        except _Skip as skip:
+            return SkippedFile(path, str(skip))
+        except Exception as exc:  # malformed values deep inside the header
+            log.debug("header validation failed for %s", path, exc_info=True)
+            return SkippedFile(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
+
+
+#: tags read later from headers (grouping, meta): parsed once, quietly, at scan time
+_TOUCH = (
+    "PatientID", "PatientName", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
+    "SeriesDescription", "SeriesNumber", "StudyDescription", "StudyDate", "Manufacturer",
+    "ManufacturerModelName", "SliceThickness", "KVP", "ConvolutionKernel",
+)  # fmt: skip
 
 
 class _Skip(Exception):
@@ -114,8 +124,7 @@ def _open(path: Path) -> Dataset:
     if size == 0:
         raise _Skip("empty file (0 bytes)")
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings(), _quiet_pydicom():
-            warnings.simplefilter("ignore")  # pydicom's VR/charset complaints: not our output
+        with open(path, "rb") as fp:
             try:
                 return pydicom.dcmread(fp, defer_size=1024)
             except InvalidDicomError:
@@ -171,21 +180,23 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
     kind = classify_sop(ds)
     if kind is not None:
         raise _Skip(kind)
-    raw = ds._dict.get(PIXEL_DATA_TAG)
-    if raw is None:
-        if any(t in ds._dict for t in _OTHER_PIXEL_TAGS):
-            raise _Skip("floating-point pixel data (not a CT image in stored integers)")
-        raise _Skip("no pixel data (header only or truncated before the image)")
     modality = str(ds.get("Modality", "")).strip().upper()
     sop = str(ds.get("SOPClassUID", ""))
+    if not modality and not sop:
+        raise _Skip("incomplete DICOM header: no Modality and no SOPClassUID (truncated file?)")
     if modality != "CT" and not sop.startswith("1.2.840.10008.5.1.4.1.1.2"):
         raise _Skip(
             f"not CT (Modality {modality or 'missing'}, SOP class {_sop_name(sop) or 'missing'})"
         )
     if is_localizer(ds):
         raise _Skip(f"localizer/scout image (ImageType {_image_type(ds)})")
+    raw = ds._dict.get(PIXEL_DATA_TAG)
+    if raw is None:
+        if any(t in ds._dict for t in _OTHER_PIXEL_TAGS):
+            raise _Skip("floating-point pixel data (not a CT image in stored integers)")
+        raise _Skip("no pixel data (header only or truncated before the image)")
 
-    warnings: list[str] = []
+    notes: list[str] = []
     rows, cols = int(_tag(ds, "Rows")), int(_tag(ds, "Columns"))
     ba, bs = int(_tag(ds, "BitsAllocated")), int(_tag(ds, "BitsStored"))
     pr = int(_tag(ds, "PixelRepresentation"))
@@ -204,7 +215,7 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
         raise _Skip(f"contradicting tags: PixelRepresentation {pr} (must be 0 or 1)")
     high_bit = ds.get("HighBit")
     if high_bit is not None and int(high_bit) != bs - 1:
-        warnings.append(f"HighBit {high_bit} != BitsStored-1 ({bs - 1}); using BitsStored")
+        notes.append(f"HighBit {high_bit} != BitsStored-1 ({bs - 1}); using BitsStored")
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
 
     tsyntax = _transfer_syntax(ds)
@@ -213,7 +224,7 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
     header = _strip_pixels(ds)  # in place: every FrameRef shares this pixel-less header
     frames = _frames(path, header, n_frames)
     return FileHeader(
-        path, header, tsyntax, rows, cols, ba, bs, pr, n_frames, offset, length, frames, warnings
+        path, header, tsyntax, rows, cols, ba, bs, pr, n_frames, offset, length, frames, notes
     )
 
 
