@@ -1,0 +1,191 @@
+"""Which series are compared with which: the pairing rule of ``ldct evaluate``.
+
+Input roles: ``low`` (the denoiser's input, required), ``full`` (reference, optional) and
+``denoised`` (optional). Each is a folder (a single series, or a tree of any depth) or, for
+``low``/``full`` together, a dataset root.
+
+1. **low <-> full.** If ``full`` and ``low`` are the same path, it is a dataset root or a
+   manifest read by :func:`pipeline.data.pairs.discover_pairs` (demo ``<patient>/{full_dose,
+   quarter_dose}``, Mayo, TCIA layouts); the layout vouches for the pairing, so differing
+   FrameOfReferenceUIDs are accepted there (geometry and positions are still checked). Otherwise both trees are scanned and each low-dose
+   series is paired with the full-dose series of the same PatientID and FrameOfReferenceUID
+   (the same StudyInstanceUID breaks ties); when each tree holds exactly one series they are
+   paired directly.
+2. **denoised <-> low.** A denoised series belongs to the low-dose series whose SOP instances
+   its SourceImageSequence references (as ``ldct denoise`` writes them); series without that
+   reference fall back to the same PatientID + FrameOfReferenceUID + slice count.
+3. The read volumes are then validated with :func:`pipeline.data.pairs.pair_volumes` (same
+   in-plane geometry, slices matched by position within 0.1 mm), for low/full and denoised/low.
+
+Anything that cannot be paired is reported in ``problems`` (and in summary.json), not guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import DatasetError
+from pipeline.io.discover import SeriesRecord, scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalItem:
+    """One patient's series to evaluate (headers only; pixels are read later)."""
+
+    patient: str
+    low: SeriesRecord
+    full: SeriesRecord | None = None
+    denoised: SeriesRecord | None = None
+    #: False when a dataset layout (folder names) pairs low/full: their FrameOfReferenceUIDs may
+    #: differ (separately written series); slice positions and geometry are still verified.
+    full_same_frame: bool = True
+
+
+@dataclass
+class Pairing:
+    items: list[EvalItem] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    rule: str = ""
+
+
+def _hdr(rec: SeriesRecord, name: str) -> str:
+    value = rec.files[0].header.get(name, "")
+    return "" if value is None else str(value)
+
+
+def _sop_uids(rec: SeriesRecord) -> set[str]:
+    return {f.sop_instance_uid for f in rec.frames}
+
+
+def _source_uids(rec: SeriesRecord) -> set[str]:
+    out: set[str] = set()
+    for fr in rec.frames:
+        seq = getattr(fr.header, "SourceImageSequence", None) or []
+        for item in seq:
+            uid = getattr(item, "ReferencedSOPInstanceUID", None)
+            if uid:
+                out.add(str(uid))
+    return out
+
+
+def _scan_series(path: Path, role: str) -> list[SeriesRecord]:
+    if not path.exists():
+        raise DatasetError(f"--{role}: path does not exist", path=path)
+    result = scan([path])
+    if not result.series:
+        raise DatasetError(f"--{role}: no readable CT series found", path=path)
+    return result.series
+
+
+def _pair_low_full(
+    lows: list[SeriesRecord], fulls: list[SeriesRecord], problems: list[str]
+) -> list[EvalItem]:
+    if len(lows) == 1 and len(fulls) == 1:
+        return [EvalItem(_hdr(lows[0], "PatientID") or "patient", lows[0], fulls[0])]
+    items: list[EvalItem] = []
+    for low in lows:
+        pid, frame = _hdr(low, "PatientID"), _hdr(low, "FrameOfReferenceUID")
+        cands = [
+            f
+            for f in fulls
+            if _hdr(f, "PatientID") == pid
+            and (not frame or _hdr(f, "FrameOfReferenceUID") in ("", frame))
+        ]
+        if len(cands) > 1:
+            same_study = [f for f in cands if f.study_uid == low.study_uid]
+            cands = same_study or cands
+        if len(cands) != 1:
+            what = "no" if not cands else f"{len(cands)} candidate"
+            problems.append(
+                f"low-dose series {low.label} (PatientID {pid!r}): {what} full-dose series "
+                "with the same PatientID and FrameOfReferenceUID; skipped"
+            )
+            continue
+        items.append(EvalItem(pid or low.series_uid, low, cands[0]))
+    return items
+
+
+def _attach_denoised(items: list[EvalItem], dens: list[SeriesRecord], problems: list[str]) -> None:
+    by_sop = {uid: it for it in items for uid in _sop_uids(it.low)}
+    unmatched: list[SeriesRecord] = []
+    for den in dens:
+        refs = _source_uids(den)
+        owners = {id(by_sop[u]): by_sop[u] for u in refs if u in by_sop}
+        if len(owners) == 1:
+            it = next(iter(owners.values()))
+            if it.denoised is not None:
+                problems.append(
+                    f"{it.patient}: several denoised series reference the same low-dose series "
+                    f"({it.denoised.label}, {den.label}); kept the first"
+                )
+                continue
+            it.denoised = den
+        else:
+            unmatched.append(den)
+    for den in unmatched:
+        pid, frame = _hdr(den, "PatientID"), _hdr(den, "FrameOfReferenceUID")
+        cands = [
+            it
+            for it in items
+            if it.denoised is None
+            and _hdr(it.low, "PatientID") == pid
+            and _hdr(it.low, "FrameOfReferenceUID") == frame
+            and it.low.n_slices == den.n_slices
+        ]
+        if len(cands) == 1:
+            cands[0].denoised = den
+        elif len(items) == 1 and len(dens) == 1 and items[0].denoised is None:
+            items[0].denoised = den
+        else:
+            problems.append(
+                f"denoised series {den.label} (PatientID {pid!r}): no unique low-dose source "
+                "(no SourceImageSequence match, fallback found "
+                f"{len(cands)} candidates); skipped"
+            )
+    for it in items:
+        if it.denoised is None:
+            problems.append(f"{it.patient}: no denoised series found for the low-dose series")
+
+
+def pair_inputs(
+    low: str | Path, full: str | Path | None = None, denoised: str | Path | None = None
+) -> Pairing:
+    """Apply the pairing rule (module docstring) to the three inputs."""
+    low_p = Path(low)
+    full_p = Path(full) if full is not None else None
+    problems: list[str] = []
+    if full_p is not None and full_p.resolve() == low_p.resolve():
+        from pipeline.data.pairs import discover_pairs
+
+        items = []
+        for spec in discover_pairs(low_p, strict=False):
+            lows, fulls = _scan_series(spec.low, "low"), _scan_series(spec.full, "full")
+            if len(lows) != 1 or len(fulls) != 1:
+                problems.append(f"{spec.name}: expected one series per dose folder; skipped")
+                continue
+            items.append(EvalItem(spec.name, lows[0], fulls[0], full_same_frame=False))
+        rule = "dataset layout (pipeline.data.pairs.discover_pairs)"
+    elif full_p is not None:
+        items = _pair_low_full(_scan_series(low_p, "low"), _scan_series(full_p, "full"), problems)
+        rule = "PatientID + FrameOfReferenceUID (StudyInstanceUID breaks ties)"
+    else:
+        items = [
+            EvalItem(_hdr(r, "PatientID") or r.series_uid, r) for r in _scan_series(low_p, "low")
+        ]
+        rule = "no reference: every low-dose series"
+    if denoised is not None:
+        _attach_denoised(items, _scan_series(Path(denoised), "denoised"), problems)
+        rule += "; denoised by SourceImageSequence -> low-dose SOP instances"
+    names = [it.patient for it in items]
+    for it in items:
+        if names.count(it.patient) > 1:
+            it.patient = f"{it.patient}/{it.low.series_uid[-8:]}"
+    if not items:
+        raise DatasetError("nothing to evaluate: " + ("; ".join(problems) or "no series paired"))
+    for p in problems:
+        log.warning("%s", p)
+    return Pairing(items, problems, rule)

@@ -1,0 +1,82 @@
+"""Provenance for summary.json: model (from the denoise manifest / a checkpoint), packages, date."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import re
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("ldct-pipeline", "torch", "numpy", "scipy", "scikit-image", "pandas", "pydicom")
+_STRIDE_RE = re.compile(r"stride[=:\s]*(\d+)", re.IGNORECASE)
+
+
+def package_versions() -> dict[str, str]:
+    out: dict[str, str] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def find_denoise_manifest(denoised: Path) -> Path | None:
+    """``manifest.json`` written by ``ldct denoise`` in DEN or one of its parents (3 levels)."""
+    for d in [denoised, *list(denoised.parents)[:3]]:
+        cand = d / "manifest.json"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def denoise_rows(denoised: Path | None) -> dict[str, dict[str, Any]]:
+    """Manifest rows keyed by derived SeriesInstanceUID (empty if no manifest)."""
+    if denoised is None:
+        return {}
+    path = find_denoise_manifest(denoised)
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("cannot read denoise manifest %s: %s", path, exc)
+        return {}
+    rows = data.get("rows", data) if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        return {}
+    return {str(r.get("derived_series_uid")): r for r in rows if isinstance(r, dict)}
+
+
+def tile_stride_from(tiling: str) -> int | None:
+    """The tile stride (px) from a manifest ``tiling`` text such as ``'tile=256 stride=224'``."""
+    m = _STRIDE_RE.search(tiling or "")
+    return int(m.group(1)) if m else None
+
+
+def checkpoint_info(path: Path | None) -> dict[str, Any]:
+    """Model name/hash and the VGG weights origin recorded in a training checkpoint."""
+    if path is None:
+        return {}
+    from pipeline.models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    extra = ck.meta.get("extra", ck.meta) if isinstance(ck.meta, dict) else {}
+    vgg = {k: v for k, v in (extra or {}).items() if "vgg" in str(k).lower()}
+    return {
+        "checkpoint": str(path),
+        "model_name": ck.model_cfg.get("name"),
+        "model_hash": ck.model_hash,
+        "model_sha256": ck.sha256,
+        "vgg_weights": vgg or None,
+    }

@@ -1,0 +1,281 @@
+"""``ldct evaluate``: pair series, compute metrics and QA per patient, write tidy tables.
+
+Per patient (one at a time, so memory holds one patient's volumes): read and align the series
+(:mod:`pipeline.evaluate.pairing`), compute every profile's metrics for ``low_vs_full`` and
+``denoised_vs_full`` in batches of slices, then the no-reference QA and the artifact detector.
+Tables and ``summary.json`` are described in docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.errors import LdctError
+from pipeline.evaluate import qa, stats
+from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, ArtifactThresholds
+from pipeline.evaluate.body_mask import body_mask
+from pipeline.evaluate.pairing import EvalItem, pair_inputs
+from pipeline.evaluate.profiles import (
+    DEFAULT_PROFILES,
+    METRIC_UNITS,
+    MetricProfile,
+    compute_profile,
+    get_profile,
+)
+from pipeline.evaluate.provenance import (
+    checkpoint_info,
+    denoise_rows,
+    now_utc,
+    package_versions,
+    tile_stride_from,
+)
+from pipeline.io.volume import CTVolume
+from pipeline.utils.files import atomic_path, atomic_write_text
+from pipeline.utils.progress import progress
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TABLES = ("per_slice", "per_patient", "cohort", "tests", "roi", "qa", "nps")
+TABLES_ARTIFACTS = ("artifact_slices", "artifacts")
+BATCH_SLICES = 16
+
+
+@dataclass
+class EvaluationResult:
+    tables: dict[str, pd.DataFrame]
+    summary: dict[str, Any]
+    out: Path
+    problems: list[str] = field(default_factory=list)
+
+
+def _read(item: EvalItem) -> dict[str, CTVolume]:
+    from pipeline.io.read import read_series
+
+    vols = {"low": read_series(item.low)}
+    if item.full is not None:
+        vols["full"] = read_series(item.full)
+    if item.denoised is not None:
+        vols["denoised"] = read_series(item.denoised)
+    return vols
+
+
+def align(
+    patient: str, vols: dict[str, CTVolume], *, full_same_frame: bool = True
+) -> dict[str, CTVolume]:
+    """Reorder ``full``/``denoised`` slices to the low-dose order; DatasetError if misaligned."""
+    from pipeline.data.pairs import PairSpec, pair_volumes
+
+    out = {"low": vols["low"]}
+    for role in ("full", "denoised"):
+        if role in vols:
+            spec = PairSpec(patient, low=Path("low"), full=Path(role), layout="memory", tag="")
+            same = full_same_frame if role == "full" else True
+            pair = pair_volumes(spec, vols["low"], vols[role], require_same_frame_of_reference=same)
+            out[role] = pair.full
+    return out
+
+
+def slice_metrics(
+    patient: str,
+    vols: dict[str, CTVolume],
+    body: np.ndarray,
+    profiles: list[MetricProfile],
+    positions_mm: np.ndarray,
+) -> pd.DataFrame:
+    """Tidy per-slice rows for every comparison against ``full`` and every profile."""
+    if "full" not in vols:
+        return pd.DataFrame(columns=stats.SLICE_COLUMNS)
+    full = vols["full"]
+    sop = [s.sop_instance_uid for s in full.slices] or [""] * full.hu.shape[0]
+    frames = []
+    n = full.hu.shape[0]
+    for role in ("low", "denoised"):
+        if role not in vols:
+            continue
+        for start in range(0, n, BATCH_SLICES):
+            sl = slice(start, min(n, start + BATCH_SLICES))
+            pred = torch.from_numpy(np.ascontiguousarray(vols[role].hu[sl], np.float32))[:, None]
+            ref = torch.from_numpy(np.ascontiguousarray(full.hu[sl], np.float32))[:, None]
+            mask = torch.from_numpy(body[sl])[:, None]
+            idx = np.arange(sl.start, sl.stop)
+            for prof in profiles:
+                for metric, values in compute_profile(pred, ref, prof, body_mask=mask).items():
+                    frames.append(
+                        pd.DataFrame(
+                            {
+                                "patient": patient,
+                                "slice_index": idx,
+                                "z_mm": positions_mm[idx],
+                                "sop_instance_uid": [sop[i] for i in idx],
+                                "comparison": f"{role}_vs_full",
+                                "profile": prof.name,
+                                "metric": metric,
+                                "value": values.double().numpy(),
+                                "unit": METRIC_UNITS[metric],
+                            }
+                        )
+                    )
+    return pd.concat(frames, ignore_index=True)[stats.SLICE_COLUMNS]
+
+
+def _positions(vol: CTVolume) -> np.ndarray:
+    from pipeline.data.pairs import slice_positions_mm
+
+    return slice_positions_mm(vol)
+
+
+def evaluate(
+    low: str | Path,
+    out: str | Path,
+    *,
+    full: str | Path | None = None,
+    denoised: str | Path | None = None,
+    profiles: list[str] | tuple[str, ...] = DEFAULT_PROFILES,
+    tile_stride_px: int | None = None,
+    thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
+    checkpoint: str | Path | None = None,
+    command: str = "",
+) -> EvaluationResult:
+    """Evaluate a cohort (or one series) and write all tables + summary.json under ``out``."""
+    profs = [get_profile(p) for p in profiles]
+    out_dir = Path(out)
+    pairing = pair_inputs(low, full, denoised)
+    problems = list(pairing.problems)
+    manifest = denoise_rows(Path(denoised) if denoised is not None else None)
+    rows: dict[str, list[Any]] = {k: [] for k in (*TABLES, *TABLES_ARTIFACTS)}
+    patients_info: list[dict[str, Any]] = []
+    models: dict[str, dict[str, Any]] = {}
+    for item in progress(pairing.items, desc="evaluate", total=len(pairing.items)):
+        try:
+            vols = align(item.patient, _read(item), full_same_frame=item.full_same_frame)
+        except LdctError as exc:
+            problems.append(f"{item.patient}: {exc}")
+            log.warning("%s: skipped: %s", item.patient, exc)
+            continue
+        ref = vols.get("full", vols["low"])
+        body = body_mask(ref.hu)
+        hu = {r: v.hu for r, v in vols.items()}
+        px = (float(ref.spacing_mm[1]), float(ref.spacing_mm[2]))
+        stride = tile_stride_px
+        if item.denoised is not None:
+            mrow = manifest.get(item.denoised.series_uid, {})
+            if mrow:
+                models[item.patient] = {k: mrow.get(k) for k in ("model_name", "model_sha256",
+                                                                  "precision", "tiling")}
+                stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
+        rows["per_slice"].append(slice_metrics(item.patient, vols, body, profs, _positions(ref)))
+        roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
+        rows["roi"] += roi
+        rows["nps"] += nps
+        rows["qa"] += qarows
+        art_s, art_p = qa.grid_artifacts(
+            item.patient, hu, body, tile_stride_px=stride, thresholds=thresholds
+        )
+        rows["artifact_slices"] += art_s
+        rows["artifacts"] += art_p
+        patients_info.append(
+            {
+                "patient": item.patient,
+                "n_slices": int(vols["low"].hu.shape[0]),
+                "series": {r: str(v.meta.get("SeriesInstanceUID", "")) for r, v in vols.items()},
+                "tile_stride_px": stride,
+            }
+        )
+    if not patients_info:
+        raise LdctError("no patient could be evaluated: " + "; ".join(problems))
+    tables = _build_tables(rows)
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": now_utc(),
+        "command": command,
+        "inputs": {"full": _s(full), "low": _s(low), "denoised": _s(denoised)},
+        "mode": "full-reference" if full is not None else "no-reference",
+        "pairing_rule": pairing.rule,
+        "profiles": {p.name: p.describe() for p in profs},
+        "patients": patients_info,
+        "headline": tables["cohort"].to_dict(orient="records"),
+        "artifacts": tables["artifacts"].to_dict(orient="records"),
+        "thresholds": thresholds.__dict__,
+        "provenance": {
+            "models": models,
+            **checkpoint_info(Path(checkpoint) if checkpoint else None),
+            "packages": package_versions(),
+        },
+        "tables": {k: [f"{k}.csv", f"{k}.parquet"] for k in tables},
+        "problems": problems,
+    }
+    write_outputs(out_dir, tables, summary)
+    return EvaluationResult(tables, summary, out_dir, problems)
+
+
+def _s(p: str | Path | None) -> str | None:
+    return str(Path(p).resolve()) if p is not None else None
+
+
+def _build_tables(rows: dict[str, list[Any]]) -> dict[str, pd.DataFrame]:
+    frames = [f for f in rows["per_slice"] if len(f)]
+    per_slice = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=stats.SLICE_COLUMNS)
+    )
+    per_patient = stats.per_patient(per_slice)
+    tables = {
+        "per_slice": per_slice,
+        "per_patient": per_patient,
+        "cohort": stats.cohort(per_patient),
+        "tests": stats.wilcoxon_tests(per_slice, per_patient),
+        "roi": pd.DataFrame(rows["roi"]),
+        "qa": pd.DataFrame(rows["qa"]),
+        "nps": pd.DataFrame(rows["nps"]),
+    }
+    if rows["artifacts"]:
+        tables["artifact_slices"] = pd.DataFrame(rows["artifact_slices"])
+        tables["artifacts"] = pd.DataFrame(rows["artifacts"])
+    else:
+        tables["artifacts"] = pd.DataFrame(
+            columns=["patient", "residual", "n_slices", "n_flagged", "fraction_flagged",
+                     "flagged", "evidence", "top_period_px", "top_axis", "median_score_db",
+                     "max_seam_z"]
+        )  # fmt: skip
+    return tables
+
+
+def write_outputs(out: Path, tables: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:
+    """Write every table as CSV and Parquet plus summary.json (each file atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False)
+        with atomic_path(out / f"{name}.parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+    text = json.dumps(_finite(summary), indent=1, default=_json_default, allow_nan=False)
+    atomic_write_text(out / "summary.json", text)
+
+
+def _finite(o: Any) -> Any:
+    """NaN/inf -> None so summary.json is strict JSON."""
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, (float, np.floating)) and not np.isfinite(o):
+        return None
+    return o
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
