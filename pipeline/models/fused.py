@@ -1,0 +1,124 @@
+"""Inference-only fast form of DRL-E: BN folded, conv+ReLU fused, concatenations removed.
+
+Profiling DRL-E in bf16 channels-last on CPU showed ~40 % of the time outside the convolutions:
+separate ReLU passes and the two feature concatenations (memory copies). This module computes the
+same function with
+
+* BatchNorm folded into the preceding conv (eval statistics),
+* ReLU fused into the conv via oneDNN post-ops (``torch.ops.mkldnn._convolution_pointwise``),
+* ``conv(cat[a, b])`` rewritten as ``conv_a(a) + conv_b(b)`` with the add+ReLU fused into the
+  second conv, so no concatenated tensor is ever materialised.
+
+The oneDNN ops are private PyTorch API; when they are missing or the tensors are not on the CPU
+the same math runs through ``F.conv2d`` (tested equal). The residual addition is done in fp32,
+so bf16 never quantises the input image itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from pipeline.models.drle import DRLE
+from pipeline.models.sobel import SobelEdges, sobel_edges
+
+
+def _mkldnn_available() -> bool:
+    try:
+        return hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def fold_conv_bn(block: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a (Conv2d[, BatchNorm2d], ReLU) block with the BN (eval) folded in."""
+    if not (isinstance(block, nn.Sequential) and isinstance(block[0], nn.Conv2d)):
+        raise TypeError(f"expected a Sequential starting with Conv2d, found {type(block)}")
+    conv: nn.Conv2d = block[0]
+    if len(block) > 1 and isinstance(block[1], nn.BatchNorm2d):
+        conv = fuse_conv_bn_eval(conv.eval(), block[1].eval())
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+    return conv.weight.detach().to(dtype), bias.detach().to(dtype)
+
+
+class _Conv:
+    """Weights and geometry of one conv, stored in the compute dtype and channels-last."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int) -> None:
+        self.weight = weight.contiguous(memory_format=torch.channels_last)
+        self.bias = bias
+        k = weight.shape[-1]
+        self.dilation = dilation
+        self.padding = dilation * (k // 2)
+
+    def __call__(
+        self, x: torch.Tensor, relu: bool, add: torch.Tensor | None = None, fast: bool = True
+    ) -> torch.Tensor:
+        pad, dil = [self.padding] * 2, [self.dilation] * 2
+        if fast:
+            ops = torch.ops.mkldnn._convolution_pointwise
+            if add is None:
+                attr = "relu" if relu else "none"
+                return ops(x, self.weight, self.bias, pad, [1, 1], dil, 1, attr, [], "")
+            unary = "relu" if relu else None
+            return ops.binary(
+                x, add, self.weight, self.bias, pad, [1, 1], dil, 1, "add", None, unary, [], ""
+            )
+        y = F.conv2d(x, self.weight, self.bias, padding=pad, dilation=dil)
+        if add is not None:
+            y = y + add
+        return F.relu(y) if relu else y
+
+
+class FusedDRLE(nn.Module):
+    """Inference-only equivalent of a :class:`DRLE` in ``dtype``; input/output (B,1,H,W) fp32.
+
+    Built on the device the source model lives on (weights are copied, not registered).
+    """
+
+    def __init__(self, model: DRLE, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        model = model.eval()
+        self.dtype = dtype
+        self.residual = model.residual
+        self.edge_kernels: torch.Tensor | None = None
+        edges = model.edges
+        if isinstance(edges, SobelEdges):
+            k = edges.kernels.detach()
+            if edges.scale is not None:
+                k = k * edges.scale.detach().view(-1, 1, 1, 1)
+            self.edge_kernels = k.to(dtype)
+        c = {i: fold_conv_bn(getattr(model, f"conv{i}"), dtype) for i in range(1, 7)}
+        ch = c[1][0].shape[0]
+        with torch.no_grad():
+            self.c1 = _Conv(*c[1], 1)
+            self.mid = [_Conv(*c[i], d) for i, d in zip((2, 3, 4, 5), (2, 3, 4, 3), strict=True)]
+            w6, b6 = c[6]
+            self.c6_a = _Conv(w6[:, :ch], b6, 2)  # applied to c5
+            self.c6_b = _Conv(w6[:, ch:], None, 2)  # applied to c2, + c6_a, ReLU
+            wo, bo = fold_conv_bn(nn.Sequential(model.out), dtype)
+            self.out_c6 = _Conv(wo[:, :ch], bo, 1)
+            self.out_c1 = _Conv(wo[:, ch : 2 * ch], None, 1)
+            self.out_e = _Conv(wo[:, 2 * ch :], None, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = x.device.type == "cpu" and _mkldnn_available()
+        xb = x.to(self.dtype)
+        if self.edge_kernels is not None:
+            e = torch.cat([xb, sobel_edges(xb, self.edge_kernels)], dim=1)
+        else:
+            e = xb
+        e = e.contiguous(memory_format=torch.channels_last)
+        c1 = self.c1(e, relu=True, fast=fast)
+        c2 = self.mid[0](c1, relu=True, fast=fast)
+        h = c2
+        for conv in self.mid[1:]:
+            h = conv(h, relu=True, fast=fast)
+        t = self.c6_a(h, relu=False, fast=fast)
+        c6 = self.c6_b(c2, relu=True, add=t, fast=fast)
+        y = self.out_c6(c6, relu=False, fast=fast)
+        y = y + self.out_c1(c1, relu=False, fast=fast) + self.out_e(e, relu=False, fast=fast)
+        y = y.to(x.dtype).contiguous()
+        return x + y if self.residual else y
