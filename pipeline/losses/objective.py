@@ -1,9 +1,12 @@
-"""The training objective: ``mse_weight * MSE + perceptual.weight * perceptual (+ style)``.
+"""The training objective: ``mse_weight*MSE + perceptual.weight*perceptual (+ edge, + SSIM)``.
 
 ``LossConfig`` is the ``loss:`` section of a training config; :func:`build_objective` turns it
 into an ``nn.Module`` whose ``forward(pred, target)`` returns ``(total, components)`` with every
 component (unweighted) for logging. MSE is taken in the model range (the whole HU range, so lung
-and bone count); the perceptual term in the configured HU window(s).
+and bone count); the perceptual term in the configured HU window(s). Optional terms reuse the
+project's single implementations: the edge-map loss is the MSE between the four Sobel maps of
+:mod:`pipeline.models.sobel` (model range, as the reference method's edge layer sees it), the SSIM
+loss is ``1 - ssim`` from :mod:`pipeline.evaluate.metrics` in ``ssim_window`` (data range 1).
 
 VGG weights are an explicit choice (``perceptual.vgg_weights``): ``imagenet`` (default; a clear
 :class:`~pipeline.errors.WeightsError` naming ``ldct weights fetch|import`` when missing),
@@ -24,6 +27,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from pipeline.config import StrictModel
+from pipeline.data.intensity import get_window, model_to_window
 from pipeline.losses import weights as vgg_weights
 from pipeline.losses.perceptual import PerceptualLoss
 from pipeline.utils.shapes import check_shape
@@ -78,14 +82,20 @@ class LossConfig(StrictModel):
     """The ``loss:`` section of a training config."""
 
     mse_weight: float = Field(1.0, ge=0)
+    edge_weight: float = Field(0.0, ge=0)
+    ssim_weight: float = Field(0.0, ge=0)
+    ssim_window: str = "soft_tissue"
+    ssim_kernel: Literal["gaussian", "uniform"] = "gaussian"
     perceptual: PerceptualConfig = Field(
         default_factory=lambda: PerceptualConfig.model_validate({})
     )
 
     @model_validator(mode="after")
     def _check(self) -> LossConfig:
-        if self.mse_weight == 0 and self.perceptual.weight == 0:
+        weights = (self.mse_weight, self.perceptual.weight, self.edge_weight, self.ssim_weight)
+        if not any(weights):
             raise ValueError("all loss weights are 0: nothing to optimise")
+        get_window(self.ssim_window)  # ConfigError names the known windows
         return self
 
 
@@ -111,7 +121,8 @@ class Objective(nn.Module):
     """``forward(pred, target) -> (total, components)`` for (B, 1, H, W) model-range images.
 
     ``components`` holds unweighted values: ``mse``, ``perceptual`` (layer-weighted sum) and
-    ``perceptual/<layer>``, ``style/<layer>`` per layer, all scalar tensors.
+    ``perceptual/<layer>``, ``style/<layer>`` per layer, ``edge`` and ``ssim`` (= 1 - SSIM)
+    when their weights are > 0; all scalar tensors.
     """
 
     def __init__(self, cfg: LossConfig, perceptual: PerceptualLoss | None) -> None:
@@ -130,6 +141,14 @@ class Objective(nn.Module):
     def describe(self) -> dict[str, object]:
         """Plain-data record of the objective for checkpoints and reports."""
         out: dict[str, object] = {"mse_weight": self.cfg.mse_weight, "vgg_weights": "none"}
+        if self.cfg.edge_weight > 0:
+            out["edge_weight"] = self.cfg.edge_weight
+        if self.cfg.ssim_weight > 0:
+            out["ssim"] = {
+                "weight": self.cfg.ssim_weight,
+                "window": self.cfg.ssim_window,
+                "kernel": self.cfg.ssim_kernel,
+            }
         if self.perceptual is not None:
             out["perceptual_weight"] = self.cfg.perceptual.weight
             out["perceptual"] = self.perceptual.describe()
@@ -156,6 +175,20 @@ class Objective(nn.Module):
             for k, v in terms.items():
                 components[k if k.startswith("style/") else f"perceptual/{k}"] = v
             total = total + self.cfg.perceptual.weight * perc
+        if self.cfg.edge_weight > 0:
+            from pipeline.models.sobel import sobel_edges
+
+            edge = F.mse_loss(sobel_edges(pred.float()), sobel_edges(target.float()))
+            components["edge"] = edge
+            total = total + self.cfg.edge_weight * edge
+        if self.cfg.ssim_weight > 0:
+            from pipeline.evaluate.metrics import ssim
+
+            w = self.cfg.ssim_window
+            pw, tw = model_to_window(pred.float(), w), model_to_window(target.float(), w)
+            ssim_loss = 1.0 - ssim(pw, tw, data_range=1.0, kernel=self.cfg.ssim_kernel).mean()
+            components["ssim"] = ssim_loss
+            total = total + self.cfg.ssim_weight * ssim_loss
         return total, components
 
 

@@ -99,6 +99,7 @@ def test_state_dict_by_path(tmp_path: Path):
         ("perceptual.layer_weights=[1.0]", "layer_weights has 1 entries"),
         ("perceptual.distnace=l1", "Extra inputs are not permitted"),
         ("perceptual.weight=-1", "greater than or equal to 0"),
+        ("ssim_window=sofft", "unknown window"),
     ],
 )
 def test_config_errors(override, message):
@@ -115,3 +116,48 @@ def test_objective_runs_under_bf16_autocast_in_fp32():
     assert total.dtype == torch.float32 and comp["perceptual"].dtype == torch.float32
     total.backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all()
+
+
+def test_edge_and_ssim_terms_reuse_project_implementations():
+    from skimage.metrics import structural_similarity
+
+    from pipeline.data.intensity import model_to_window
+    from pipeline.models.sobel import sobel_edges
+
+    cfg = LossConfig.model_validate(
+        {"perceptual": {"weight": 0}, "edge_weight": 2.0, "ssim_weight": 3.0}
+    )
+    obj = build_objective(cfg)
+    pred, target = _pair()
+    total, comp = obj(pred, target)
+    edge = F.mse_loss(sobel_edges(pred), sobel_edges(target))
+    torch.testing.assert_close(comp["edge"], edge)
+    # oracle: skimage SSIM (Gaussian 11x11, sigma 1.5) in the soft-tissue window
+    pw = model_to_window(pred, "soft_tissue").double().numpy()
+    tw = model_to_window(target, "soft_tissue").double().numpy()
+    ref = [
+        structural_similarity(
+            pw[i, 0],
+            tw[i, 0],
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        for i in range(pw.shape[0])
+    ]
+    assert abs(comp["ssim"].item() - (1 - sum(ref) / len(ref))) < 1e-4
+    torch.testing.assert_close(total, comp["mse"] + 2.0 * comp["edge"] + 3.0 * comp["ssim"])
+    d = obj.describe()
+    assert d["edge_weight"] == 2.0 and d["vgg_weights"] == "none"
+
+
+def test_edge_and_ssim_gradients_flow():
+    cfg = LossConfig.model_validate(
+        {"perceptual": {"weight": 0}, "mse_weight": 0, "edge_weight": 1.0, "ssim_weight": 1.0}
+    )
+    pred, target = _pair()
+    pred = pred.requires_grad_()
+    total, _ = build_objective(cfg)(pred, target)
+    total.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
