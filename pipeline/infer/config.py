@@ -97,6 +97,9 @@ class DenoiseConfig(StrictModel):
     read_workers: int = Field(default=2, ge=1)
     #: Series read ahead / queued for writing (bounds memory: ~3 volumes in flight at most).
     prefetch: int = Field(default=1, ge=0, le=4)
+    #: Denoise a series even when slices are missing (undecodable files, gaps in z); the
+    #: derived series then has the same gaps. Default: such a series fails with the reason.
+    allow_incomplete: bool = False
     #: Appended to the source SeriesDescription of derived series.
     description_suffix: str = "denoised"
 

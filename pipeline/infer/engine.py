@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,6 @@ import torch
 from torch import nn
 
 from pipeline.data.intensity import hu_to_model, model_to_hu
-from pipeline.errors import CheckpointError
 from pipeline.infer.config import TilingConfig
 from pipeline.infer.tiling import tiled_apply
 from pipeline.utils.shapes import check_shape
@@ -106,8 +104,10 @@ def plan_batches(
 class Denoiser:
     """Denoise HU volumes slice by slice with one model.
 
-    ``autocast`` is a zero-argument factory of the precision context (from
-    :mod:`pipeline.models.precision`); ``name``/``sha256`` identify the model in outputs.
+    ``dtype`` is the compute precision (``torch.float32`` or ``torch.bfloat16``); the model is
+    run through :func:`pipeline.models.precision.prepare_for_inference`/``predict`` (the fused
+    fast path for DRL-E), inputs and outputs stay fp32. ``name``/``version``/``sha256``
+    identify the model in derived series and manifests.
     """
 
     def __init__(
@@ -115,18 +115,20 @@ class Denoiser:
         model: nn.Module,
         *,
         device: torch.device | str = "cpu",
-        autocast: Callable[[], object] | None = None,
-        precision: str = "fp32",
+        dtype: torch.dtype = torch.float32,
         batch_size: int = 8,
         tiling: TilingConfig | None = None,
         name: str = "model",
         version: str = "",
         sha256: str = "",
     ) -> None:
+        from pipeline.models.precision import precision_label, prepare_for_inference
+
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.autocast = autocast
-        self.precision = precision
+        self.dtype = dtype
+        self.fast = prepare_for_inference(self.model, dtype).to(self.device)
+        self.precision = precision_label(dtype)
         self.batch_size = batch_size
         self.tiling = tiling or TilingConfig()
         self.name = name
@@ -134,6 +136,12 @@ class Denoiser:
         self.sha256 = sha256
         self._bpp: float | None = None
         self._radius: int | None = None
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) model range -> same, fp32, through the fast path."""
+        from pipeline.models.precision import predict
+
+        return predict(self.fast, x, self.dtype)
 
     @property
     def bytes_per_pixel(self) -> float:
@@ -163,22 +171,16 @@ class Denoiser:
 
     def _forward(self, x: torch.Tensor, plan: BatchPlan) -> torch.Tensor:
         """(B, 1, H, W) model range -> same, whole or tiled, float32."""
-        ctx = self.autocast() if self.autocast is not None else torch.autocast("cpu", enabled=False)
-        with torch.inference_mode(), ctx:  # type: ignore[attr-defined]
-            if plan.tile is None:
-                y = self.model(x)
-            else:
-                tile = max(plan.tile, 4 * (self.radius + 1))
-                y = tiled_apply(
-                    x,
-                    self.model,
-                    tile=tile,
-                    margin=self.margin_for(tile),
-                    batch_size=max(1, plan.batch_size),
-                )
-        if not isinstance(y, torch.Tensor):
-            raise CheckpointError(f"model {self.name!r} returned {type(y).__name__}, not a tensor")
-        return y.float()
+        if plan.tile is None:
+            return self.predict(x)
+        tile = max(plan.tile, 4 * (self.radius + 1))
+        return tiled_apply(
+            x,
+            self.predict,
+            tile=tile,
+            margin=self.margin_for(tile),
+            batch_size=max(1, plan.batch_size),
+        )
 
     def denoise_slices(self, hu: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Denoise a (Z, Y, X) HU array slice-wise; writes into ``out`` (may be ``hu`` itself).

@@ -2,12 +2,14 @@
 
 A convolutional model's output near a tile edge sees zero padding instead of the neighbouring
 pixels, so it differs from the untiled output there. MONAI's ``SlidingWindowInferer`` still
-blends those border pixels (with a small Gaussian weight); measured here on a random DRL-E it left
-seams of ~10 % of the edge error. This tiler gives the border ``margin`` pixels of a tile (its
-receptive radius) weight zero unless that border is the image border, and places tiles so that
-every pixel lies in some tile's core. For a model whose receptive radius is ``margin`` the result
-equals the untiled output up to float rounding; the Gaussian (MONAI's ``compute_importance_map``)
-only smooths what a non-local model might still differ by.
+blends those border pixels (with a small Gaussian weight): measured here on a random DRL-E, its
+output differed from the untiled one by up to 25 % (64 px tiles) and 5 % (128 px tiles) of the
+model's largest correction (and importing MONAI costs seconds). This tiler gives the
+border ``margin`` pixels of a tile (its receptive radius) weight zero unless that border is the
+image border, and places tiles so that every pixel lies in some tile's core. For a model whose
+receptive radius is ``margin`` the result equals the untiled output up to float rounding; the
+Gaussian weight (sigma = tile/4, as MONAI's ``mode="gaussian"``) only smooths what a non-local
+model might still differ by.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ def tile_starts(length: int, tile: int, margin: int) -> list[int]:
     return sorted(set(starts))
 
 
-def _weight(tile_h: int, tile_w: int, device: torch.device) -> torch.Tensor:
-    from monai.data.utils import compute_importance_map
+def gaussian_weight(tile_h: int, tile_w: int, device: torch.device) -> torch.Tensor:
+    """Separable Gaussian centred on the tile, sigma = tile/4 per axis, peak 1 (float32)."""
 
-    w = compute_importance_map((tile_h, tile_w), mode="gaussian", sigma_scale=0.25, device=device)
-    return w.to(torch.float32).reshape(tile_h, tile_w)
+    def axis(n: int) -> torch.Tensor:
+        t = torch.arange(n, dtype=torch.float32, device=device) - (n - 1) / 2
+        return torch.exp(-0.5 * (t / (0.25 * n)) ** 2)
+
+    return axis(tile_h)[:, None] * axis(tile_w)[None, :]
 
 
 def tiled_apply(
@@ -50,7 +55,7 @@ def tiled_apply(
     b, _, h, w = x.shape
     th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, margin), tile_starts(w, tw, margin)
-    gauss = _weight(th, tw, x.device)
+    gauss = gaussian_weight(th, tw, x.device)
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     norm = torch.zeros((1, 1, h, w), dtype=torch.float32, device=x.device)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]

@@ -73,15 +73,15 @@ def test_tile_cores_cover_every_pixel() -> None:
         assert covered.all(), (length, tile, margin)
 
 
-@pytest.mark.parametrize(("tile", "overlap"), [(64, 0.25), (96, 0.5)])
+@pytest.mark.parametrize(("tile", "overlap"), [(80, 0.25), (96, 0.5)])
 def test_tiled_equals_untiled_no_seams(tile: int, overlap: float) -> None:
     from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, seam_scan
 
     model = _random_drle(1)
-    hu = phantom(2, 200, 184, seed=3)
+    hu = phantom(1, 136, 120, seed=3)
     whole = Denoiser(model, batch_size=2).denoise_slices(hu)
     tiled_den = Denoiser(model, batch_size=2, tiling=TilingConfig(max_tile=tile, overlap=overlap))
-    assert tiled_den.plan(200, 184).tile == tile
+    assert tiled_den.plan(136, 120).tile == tile
     tiled = tiled_den.denoise_slices(hu)
     assert np.abs(tiled - whole).max() < 0.01  # HU; float rounding only
     for k in range(hu.shape[0]):
@@ -96,7 +96,7 @@ def test_naive_tiling_would_show_seams() -> None:
     from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, seam_scan
 
     model = _random_drle(1)
-    hu = phantom(1, 200, 184, seed=3)
+    hu = phantom(1, 136, 120, seed=3)
     x = hu_to_model(torch.from_numpy(hu)[:, None])
     with torch.inference_mode():
         whole = model(x)
@@ -104,4 +104,4 @@ def test_naive_tiling_would_show_seams() -> None:
         good = tiled_apply(x, model, tile=64, margin=receptive_radius(model, x.device) + 1)
     assert (naive - whole).abs().max() > 1000 * (good - whole).abs().max()
     seam = seam_scan(model_to_hu(naive)[0, 0].numpy() - hu[0])
-    assert seam.z > DEFAULT_THRESHOLDS.seam_z and seam.line in {"y=64", "y=128", "x=64", "x=128"}
+    assert seam.z > DEFAULT_THRESHOLDS.seam_z and seam.line in {"y=64", "x=64"}

@@ -1,0 +1,118 @@
+"""``ldct denoise``: batch-denoise CT series into derived DICOM/NIfTI; ``ldct denoise-merge``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from pipeline.errors import ExitCode
+
+if TYPE_CHECKING:
+    from pipeline.infer.plan import Plan
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``denoise`` and ``denoise-merge`` to the CLI."""
+    app.command("denoise")(denoise)
+    app.command("denoise-merge")(denoise_merge)
+
+
+def denoise(
+    inputs: list[Path] = typer.Argument(..., help="Folders or files holding DICOM CT series."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (outside every input)."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Checkpoint; default: the bundled demo model."
+    ),
+    fmt: str | None = typer.Option(None, "--format", help="dicom | nifti | both (default dicom)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the plan and rules; write nothing."
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="i/n: process share i of n (default: RANK/WORLD_SIZE, else all)."
+    ),
+    precision: str | None = typer.Option(None, "--precision", help="auto | fp32 | bf16."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML (configs/denoise.yaml)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a config key, e.g. --set batch_size=4 (repeatable)."
+    ),
+) -> int:
+    """Denoise every selected CT series under INPUT... into OUT, with a manifest; resumable.
+
+    Exit code 0: all selected series ok (or already done); 1: some series failed (see
+    OUT/manifest.csv); 3: nothing readable was found.
+    """
+    from pipeline.config import load_config, save_resolved
+    from pipeline.errors import DicomError
+    from pipeline.infer.config import DenoiseConfig, resolve_shard
+    from pipeline.infer.loader import load_denoiser, resolve_model_path
+    from pipeline.infer.plan import build_plan, check_paths
+    from pipeline.infer.session import run_session
+    from pipeline.io.discover import scan
+
+    flags = list(overrides)
+    for key, value in (("model", model), ("format", fmt), ("precision", precision)):
+        if value is not None:
+            flags.append(f"{key}={value}")
+    if shard is not None:
+        flags.append(f"shard={shard!r}")
+    cfg = load_config(DenoiseConfig, config, flags)
+    out_root = out.resolve()
+    check_paths(inputs, out_root)
+    source = resolve_model_path(cfg)
+    if source.bundled:
+        typer.echo(f"No --model given: using the bundled demo model ({source.path}).")
+    denoiser = load_denoiser(cfg, source)
+    index, count = resolve_shard(cfg.shard)
+    result = scan(inputs)
+    plan = build_plan(result.series, result.skipped, out_root, cfg, denoiser.sha256, (index, count))
+    if dry_run:
+        _print_plan(plan, f"{denoiser.name} ({denoiser.precision})", denoiser.sha256)
+        return ExitCode.OK
+    if not result.series:
+        raise DicomError(
+            f"no CT series found under {', '.join(map(str, inputs))} "
+            f"({len(result.skipped)} file(s) skipped; --dry-run lists why)"
+        )
+    out_root.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, out_root / f"denoise-config.shard-{index}-of-{count}.yaml")
+    summary = run_session(plan, cfg, denoiser)
+    typer.echo(summary.text)
+    return summary.exit_code
+
+
+def denoise_merge(out: Path = typer.Argument(..., help="Output folder of `ldct denoise`.")) -> int:
+    """Merge the manifest parts of sharded runs into OUT/manifest.{csv,json}."""
+    from pipeline.infer.manifest import Status, merge_parts
+
+    rows = merge_parts(out.resolve())
+    failed = sum(r.status == Status.FAILED.value for r in rows)
+    typer.echo(f"merged {len(rows)} series into {out / 'manifest.csv'} ({failed} failed)")
+    return ExitCode.PARTIAL_FAILURE if failed else ExitCode.OK
+
+
+def _print_plan(plan: Plan, name: str, sha: str) -> None:
+    r = plan.rules
+    typer.echo(f"Model: {name} (weights sha256 {sha[:16]}...)")
+    typer.echo(f"Output: {plan.out_root}   shard {plan.shard_index}/{plan.shard_count}")
+    typer.echo(
+        f"Rules: modalities={r.modalities} min_slices={r.min_slices} min_matrix={r.min_matrix} "
+        f"exclude={r.exclude_descriptions} include={r.include_descriptions or 'any'} "
+        f"skip_derived={r.skip_derived}  (override with --set selection.KEY=VALUE)"
+    )
+    for it in plan.items:
+        f = it.facts
+        if not it.selected:
+            what = "skip"
+        else:
+            what = "DENOISE" if it.shard == plan.shard_index else "other shard"
+        why = f" ({it.skip_reason})" if it.skip_reason else ""
+        typer.echo(
+            f"  {what:<11} {f.n_slices:>4} x {f.rows}x{f.columns}  {f.description!r}  "
+            f"{f.folder} -> {it.out_dir.relative_to(plan.out_root)}{why}"
+        )
+    for sf in plan.skipped_files[:50]:
+        typer.echo(f"  file skipped: {sf.path}: {sf.reason}")
+    if len(plan.skipped_files) > 50:
+        typer.echo(f"  ... and {len(plan.skipped_files) - 50} more skipped files")

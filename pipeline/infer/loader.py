@@ -1,0 +1,91 @@
+"""Build a :class:`~pipeline.infer.engine.Denoiser` from a checkpoint (or the bundled demo model).
+
+The model comes from :func:`pipeline.models.checkpoint.load_checkpoint` (weights verified
+against their SHA-256); precision from :mod:`pipeline.models.precision` (``auto``: bf16 only
+where the hardware runs it fast).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import CheckpointError
+from pipeline.infer.config import DenoiseConfig
+from pipeline.infer.engine import Denoiser
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model came from (the CLI says so when it is the bundled demo model)."""
+
+    path: Path
+    bundled: bool
+
+
+def resolve_model_path(cfg: DenoiseConfig) -> ModelSource:
+    """The checkpoint to use: ``cfg.model`` or the bundled demo model."""
+    if cfg.model:
+        return ModelSource(Path(cfg.model), bundled=False)
+    try:
+        from pipeline.train.bundled import bundled_model_path
+    except ImportError as exc:
+        raise CheckpointError(
+            "no --model given and this installation has no bundled demo model; "
+            "pass --model CKPT (a checkpoint written by `ldct train`)"
+        ) from exc
+    return ModelSource(Path(bundled_model_path()), bundled=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_denoiser(cfg: DenoiseConfig, source: ModelSource | None = None) -> Denoiser:
+    """Load the checkpoint, pick the precision, and wrap both in a :class:`Denoiser`."""
+    from pipeline.models.checkpoint import load_checkpoint
+
+    src = source or resolve_model_path(cfg)
+    device = resolve_device(cfg.device)
+    ckpt = load_checkpoint(src.path, map_location="cpu")
+    return make_denoiser(
+        ckpt.model,
+        cfg,
+        device=device,
+        name=str(ckpt.model_cfg["name"]),
+        version=str(ckpt.meta.get("created_utc") or ckpt.meta.get("package_version") or ""),
+        sha256=ckpt.sha256,
+    )
+
+
+def make_denoiser(
+    model: torch.nn.Module,
+    cfg: DenoiseConfig,
+    *,
+    device: torch.device | None = None,
+    name: str = "model",
+    version: str = "",
+    sha256: str = "",
+) -> Denoiser:
+    """A :class:`Denoiser` for an in-memory model with the config's precision and batching."""
+    from pipeline.models.precision import resolve_precision
+
+    device = device or resolve_device(cfg.device)
+    return Denoiser(
+        model,
+        device=device,
+        dtype=resolve_precision(cfg.precision, device),
+        batch_size=cfg.batch_size,
+        tiling=cfg.tiling,
+        name=name,
+        version=version,
+        sha256=sha256,
+    )

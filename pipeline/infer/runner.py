@@ -1,0 +1,352 @@
+"""Run a denoising plan: read -> infer -> write per series, I/O overlapped with inference.
+
+Three stages run at once on different series: a reader thread decodes the next series while the
+main thread runs the model on the current one and a writer thread encodes, verifies and publishes
+the previous one. Queues are bounded (``prefetch``), so at most ``prefetch + 2`` volumes are in
+memory whatever the number of studies; the model writes its output into the input array (one
+volume per series in flight). Every failure is caught per series and recorded in its manifest row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pydicom
+
+from pipeline import __version__
+from pipeline.errors import DicomError, LdctError
+from pipeline.infer.config import DenoiseConfig
+from pipeline.infer.engine import Denoiser
+from pipeline.infer.manifest import ManifestRow, Status
+from pipeline.infer.plan import Plan, PlanItem
+from pipeline.infer.publish import (
+    Completion,
+    clean_stale_staging,
+    discard,
+    new_staging,
+    publish,
+    verify_completed,
+)
+from pipeline.io.volume import CTVolume
+from pipeline.utils.progress import progress_bar
+
+if TYPE_CHECKING:
+    from pipeline.io.write import WrittenSeries
+
+log = logging.getLogger(__name__)
+
+NIFTI_NAME = "denoised.nii.gz"
+
+
+@dataclass
+class _Timed:
+    volume: CTVolume
+    read_s: float
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the manifest: our own errors as they are, others with their type."""
+    if isinstance(exc, LdctError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def incomplete_reasons(vol: CTVolume) -> list[str]:
+    """Why a read volume lacks slices: undecodable files dropped by the reader, or z gaps."""
+    out = [
+        f"{Path(s['path']).name} undecodable ({s['reason']})"
+        for s in vol.meta.get("skipped_files") or []
+    ]
+    out += [w for w in vol.warnings if w.startswith("missing slices")]
+    return out
+
+
+def _row(item: PlanItem, status: Status, reason: str, shard: str, **kw: object) -> ManifestRow:
+    f = item.facts
+    return ManifestRow(
+        series_key=f.key,
+        input_path=str(f.folder),
+        status=status.value,
+        reason=reason,
+        study_uid=f.study_uid,
+        source_series_uid=f.series_uid,
+        series_description=f.description,
+        n_slices=f.n_slices,
+        rows=f.rows,
+        columns=f.columns,
+        shard=shard,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+class SeriesRunner:
+    """Runs the items of one shard of a :class:`Plan` with one :class:`Denoiser`."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        denoiser: Denoiser,
+        cfg: DenoiseConfig,
+        read: Callable[[object], CTVolume] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.denoiser = denoiser
+        self.cfg = cfg
+        self.out_root = plan.out_root
+        self.shard = f"{plan.shard_index}/{plan.shard_count}"
+        if read is None:
+            from pipeline.io.read import read_series
+
+            workers = cfg.read_workers
+
+            def read(record: object) -> CTVolume:
+                return read_series(record, workers=workers)  # type: ignore[arg-type]
+
+        self._read = read
+
+    # -- stages ---------------------------------------------------------------------------
+    def _read_stage(self, item: PlanItem) -> _Timed:
+        t0 = time.perf_counter()
+        vol = self._read(item.record)
+        problems = incomplete_reasons(vol)
+        if problems and not self.cfg.allow_incomplete:
+            raise DicomError(
+                "series incomplete, not denoised (set allow_incomplete: true to denoise the "
+                "slices that remain): " + "; ".join(problems)
+            )
+        return _Timed(vol, time.perf_counter() - t0)
+
+    def _model_kw(self) -> dict[str, object]:
+        d = self.denoiser
+        return {"model_name": d.name, "model_sha256": d.sha256, "precision": d.precision}
+
+    def description(self, source_desc: str) -> str:
+        """Derived SeriesDescription: source text + suffix + model name and short hash."""
+        d = self.denoiser
+        tag = f" [{self.cfg.description_suffix} {d.name} {d.sha256[:8]}]"
+        return (source_desc.strip()[: 64 - len(tag)] + tag).strip()[:64]
+
+    def derivation(self) -> str:
+        d = self.denoiser
+        return (
+            f"Denoised by ldct-pipeline {__version__} with model {d.name} "
+            f"(version {d.version or 'unversioned'}, weights sha256 {d.sha256}); "
+            f"precision {d.precision}; HU rescaled with the source slope/intercept"
+        )
+
+    def _write_stage(self, item: PlanItem, vol: CTVolume, plan_desc: str) -> ManifestRow:
+        t0 = time.perf_counter()
+        staging = new_staging(self.out_root, item.facts.key)
+        try:
+            written = None
+            if self.cfg.format.dicom:
+                d = self.denoiser
+                written = _write_dicom(
+                    vol,
+                    staging,
+                    series_description=self.description(str(vol.meta.get("SeriesDescription", ""))),
+                    derivation_description=self.derivation(),
+                    uid_key=f"{d.name}-{d.sha256}",
+                )
+            if self.cfg.format.nifti:
+                _write_nifti(vol, staging / NIFTI_NAME)
+            comp = Completion(
+                fingerprint=item.fingerprint,
+                series_key=item.facts.key,
+                derived_series_uid=written.series_instance_uid if written else "",
+                n_slices=vol.shape[0],
+                n_clipped=written.n_clipped if written else 0,
+            )
+            publish(staging, item.out_dir, comp, self.out_root)
+        except BaseException:
+            discard(staging)
+            raise
+        return _row(
+            item,
+            Status.OK,
+            "",
+            self.shard,
+            output_path=str(item.out_dir) if self.cfg.format.dicom else "",
+            nifti_path=str(item.out_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
+            derived_series_uid=comp.derived_series_uid,
+            n_clipped=comp.n_clipped,
+            write_s=round(time.perf_counter() - t0, 3),
+            tiling=plan_desc,
+            **self._model_kw(),
+        )
+
+    # -- driver -----------------------------------------------------------------------------
+    def resume_row(self, item: PlanItem) -> ManifestRow | None:
+        """A 'skipped' row if the series was already completed and verifies, else None."""
+        comp = verify_completed(item.out_dir, item.fingerprint)
+        if comp is None:
+            return None
+        return _row(
+            item,
+            Status.SKIPPED,
+            "already completed and verified (resume)",
+            self.shard,
+            output_path=str(item.out_dir) if self.cfg.format.dicom else "",
+            nifti_path=str(item.out_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
+            derived_series_uid=comp.derived_series_uid,
+            n_clipped=comp.n_clipped,
+            **self._model_kw(),
+        )
+
+    def run(self) -> list[ManifestRow]:
+        """Process this shard's items; returns one row per item (never raises per series)."""
+        clean_stale_staging(self.out_root)
+        rows: list[ManifestRow] = []
+        todo: list[PlanItem] = []
+        for item in self.plan.mine():
+            if not item.selected:
+                rows.append(_row(item, Status.SKIPPED, item.skip_reason, self.shard))
+                continue
+            done = self.resume_row(item)
+            if done is not None:
+                rows.append(done)
+            else:
+                todo.append(item)
+        if not todo:
+            return rows
+        bar = progress_bar(desc="denoise", total=sum(i.facts.n_slices for i in todo), unit="slice")
+        depth = self.cfg.prefetch
+        pending_reads: deque[tuple[PlanItem, Future[_Timed]]] = deque()
+        pending_writes: deque[tuple[PlanItem, Future[ManifestRow], dict[str, float]]] = deque()
+        queue = iter(todo)
+
+        def fill_reads(target: int) -> None:
+            while len(pending_reads) < target:
+                nxt = next(queue, None)
+                if nxt is None:
+                    return
+                pending_reads.append((nxt, reader.submit(self._read_stage, nxt)))
+
+        def drain_writes(keep: int) -> None:
+            while len(pending_writes) > keep:
+                it, fut, times = pending_writes.popleft()
+                try:
+                    row = fut.result()
+                    row.read_s, row.infer_s = times["read_s"], times["infer_s"]
+                except Exception as exc:
+                    log.debug("write failed for %s", it.facts.folder, exc_info=True)
+                    row = _row(
+                        it,
+                        Status.FAILED,
+                        f"write: {describe_error(exc)}",
+                        self.shard,
+                        **self._model_kw(),
+                        **times,
+                    )
+                rows.append(row)
+                bar.update(it.facts.n_slices)
+
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="ldct-read") as reader,
+            ThreadPoolExecutor(1, thread_name_prefix="ldct-write") as writer,
+        ):
+            fill_reads(1)
+            while pending_reads:
+                item, fut = pending_reads.popleft()
+                fill_reads(depth)  # the reader decodes the next series(s) while the model runs
+                try:
+                    timed = fut.result()
+                except Exception as exc:
+                    log.debug("read failed for %s", item.facts.folder, exc_info=True)
+                    rows.append(
+                        _row(
+                            item,
+                            Status.FAILED,
+                            f"read: {describe_error(exc)}",
+                            self.shard,
+                            **self._model_kw(),
+                        )
+                    )
+                    bar.update(item.facts.n_slices)
+                    fill_reads(1)
+                    continue
+                vol = timed.volume
+                t0 = time.perf_counter()
+                try:
+                    plan_desc = self.denoiser.plan(vol.shape[1], vol.shape[2]).describe()
+                    self.denoiser.denoise_slices(vol.hu, out=vol.hu)
+                except Exception as exc:
+                    log.debug("inference failed for %s", item.facts.folder, exc_info=True)
+                    rows.append(
+                        _row(
+                            item,
+                            Status.FAILED,
+                            f"infer: {describe_error(exc)}",
+                            self.shard,
+                            **self._model_kw(),
+                            read_s=round(timed.read_s, 3),
+                        )
+                    )
+                    bar.update(item.facts.n_slices)
+                    fill_reads(1)
+                    continue
+                times = {
+                    "read_s": round(timed.read_s, 3),
+                    "infer_s": round(time.perf_counter() - t0, 3),
+                }
+                drain_writes(max(0, depth - 1))
+                pending_writes.append(
+                    (item, writer.submit(self._write_stage, item, vol, plan_desc), times)
+                )
+                del vol, timed
+                fill_reads(1)
+            drain_writes(0)
+        bar.close()
+        return rows
+
+
+def _write_dicom(
+    vol: CTVolume,
+    out_dir: Path,
+    *,
+    series_description: str,
+    derivation_description: str,
+    uid_key: str,
+) -> WrittenSeries:
+    """Write the derived DICOM series and check every file before it may be published."""
+    from pipeline.io.write import write_derived_series
+
+    written = write_derived_series(
+        vol,
+        vol.hu,
+        out_dir,
+        series_description=series_description,
+        derivation_description=derivation_description,
+        uid_key=uid_key,
+    )
+    if len(written.paths) != vol.shape[0]:
+        raise DicomError(f"writer produced {len(written.paths)} files for {vol.shape[0]} slices")
+    for path, uid in zip(written.paths, written.sop_instance_uids, strict=True):
+        ds = pydicom.dcmread(path)
+        expected = int(ds.Rows) * int(ds.Columns) * 2
+        if ds.SOPInstanceUID != uid or len(ds.PixelData) != expected:
+            raise DicomError("written file does not read back as written", path=path)
+    return written
+
+
+def _write_nifti(vol: CTVolume, path: Path) -> None:
+    """NIfTI (float32 HU) with the volume's geometry; padding gets the DICOM output's value."""
+    import SimpleITK as sitk
+
+    hu = vol.hu
+    if vol.padding_mask is not None and vol.padding_mask.any():
+        pad = vol.meta.get("PixelPaddingValue")
+        s = vol.slices[0] if vol.slices else None
+        fill = -1000.0
+        if pad is not None and s is not None:
+            fill = float(pad) * s.rescale_slope + s.rescale_intercept
+        hu = np.where(vol.padding_mask, np.float32(fill), hu)
+    sitk.WriteImage(vol.with_hu(hu).to_sitk(), str(path), useCompression=True)
