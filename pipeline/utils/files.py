@@ -11,6 +11,9 @@ from pathlib import Path
 
 from pipeline.errors import LdctError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
@@ -31,6 +34,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files get normal permissions
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -1,0 +1,126 @@
+"""Report configuration: verdict rules (thresholds a physicist can read and change) and panels."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import Field
+
+from pipeline.config import StrictModel
+
+
+class Severity(str, Enum):
+    """Outcome of a triggered rule; the patient's verdict is the worst triggered severity."""
+
+    REVIEW = "review"
+    FAIL = "fail"
+
+
+class RuleKind(str, Enum):
+    """Where a rule takes its per-patient value from (see :mod:`pipeline.report.verdict`)."""
+
+    #: 1 if the grid/seam detector flagged the patient for the given residual, else 0.
+    ARTIFACT_FLAG = "artifact_flag"
+    #: a column of the ``qa`` table (no-reference summary) for role ``denoised``.
+    QA = "qa"
+    #: denoised_vs_full mean minus low_vs_full mean of a metric under a profile (per patient).
+    METRIC_GAIN = "metric_gain"
+    #: the mean of a metric under a profile for ``denoised_vs_full`` (per patient).
+    METRIC = "metric"
+
+
+class Rule(StrictModel):
+    """``value <op> threshold`` triggers ``severity``; the page shows all of it."""
+
+    id: str
+    kind: RuleKind
+    severity: Severity
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float
+    column: str | None = None  # qa column
+    profile: str | None = None  # metric profile
+    metric: str | None = None  # metric name
+    residual: str | None = None  # artifact residual (None = any)
+    absolute: bool = False  # compare |value|
+    explain: str = ""
+
+
+def default_rules() -> list[Rule]:
+    """The default verdict rules (also in ``configs/report.yaml``)."""
+    return [
+        Rule(
+            id="grid_or_seam_artifact",
+            kind=RuleKind.ARTIFACT_FLAG,
+            op=">=",
+            threshold=1,
+            severity=Severity.FAIL,
+            explain="periodic (grid/checkerboard) or tile-seam pattern in the residual",
+        ),
+        Rule(
+            id="psnr_worse_than_input",
+            kind=RuleKind.METRIC_GAIN,
+            profile="redcnn",
+            metric="psnr",
+            op="<",
+            threshold=0.0,
+            severity=Severity.FAIL,
+            explain="denoised is further from full dose than the low-dose input",
+        ),
+        Rule(
+            id="hu_bias",
+            kind=RuleKind.QA,
+            column="hu_bias_vs_low_hu",
+            absolute=True,
+            op=">",
+            threshold=10.0,
+            severity=Severity.FAIL,
+            explain="mean HU in uniform ROIs shifted by more than 10 HU",
+        ),
+        Rule(
+            id="hu_bias_small",
+            kind=RuleKind.QA,
+            column="hu_bias_vs_low_hu",
+            absolute=True,
+            op=">",
+            threshold=5.0,
+            severity=Severity.REVIEW,
+            explain="mean HU in uniform ROIs shifted by more than 5 HU",
+        ),
+        Rule(
+            id="little_noise_reduction",
+            kind=RuleKind.QA,
+            column="sd_ratio_vs_low",
+            op=">",
+            threshold=0.9,
+            severity=Severity.REVIEW,
+            explain="ROI noise SD reduced by less than 10 %",
+        ),
+        Rule(
+            id="texture_shift",
+            kind=RuleKind.QA,
+            column="nps_mean_freq_ratio_vs_low",
+            op="<",
+            threshold=0.6,
+            severity=Severity.REVIEW,
+            explain="NPS mean frequency fell below 60 % of the input's (over-smoothed, blotchy)",
+        ),
+    ]
+
+
+class ReportConfig(StrictModel):
+    """Everything that shapes a report; saved (resolved) with every report."""
+
+    rules: list[Rule] = Field(default_factory=default_rules)
+    #: windows for the image panels (names from pipeline.data.intensity.WINDOWS or "W/L")
+    panel_windows: list[str] = Field(default_factory=lambda: ["soft_tissue", "lung", "bone"])
+    #: metric profile whose PSNR/SSIM pick the representative/worst slices and draw the curves
+    curve_profile: str = "redcnn"
+    #: representative (median-gain) slices shown besides the worst slice
+    n_representative: int = Field(default=1, ge=0, le=5)
+    #: replace patient identifiers with a keyed hash everywhere
+    pseudonymize: bool = False
+    #: show PatientName on pages (off by default: identifiers only where asked for)
+    show_patient_name: bool = False
+    #: also write a PDF per patient (needs chromium)
+    pdf: bool = False

@@ -1,0 +1,271 @@
+"""Template context of one patient page: every number comes from the evaluation tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.report import figures
+from pipeline.report.config import ReportConfig, Rule
+from pipeline.report.images import PatientImages, pick_slices
+from pipeline.report.pseudonym import Pseudonymizer
+from pipeline.report.tables import EvalOutput
+from pipeline.report.verdict import RuleResult, Verdict
+
+RESIDUAL_ROLES = {
+    "denoised_minus_low": ("denoised", "low"),
+    "denoised_minus_full": ("denoised", "full"),
+}
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """Numbers as the pages show them (``inf`` and missing values spelled out)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    v = float(value)
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    return (
+        f"{v:.{digits}g}"
+        if abs(v) < 1e-3 and v != 0
+        else f"{v:.{max(digits - 1, 1)}f}"
+        if abs(v) < 100
+        else f"{v:.1f}"
+    )
+
+
+def rule_rows(
+    rules: list[Rule], results: tuple[RuleResult, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of the rules table (with values and status when ``results`` are given)."""
+    rows = []
+    items = results if results is not None else tuple(RuleResult(r, None, False) for r in rules)
+    for res in items:
+        r = res.rule
+        what = f"|{r.column or r.metric}|" if r.absolute else (r.column or r.metric or "flag")
+        rows.append(
+            {
+                "id": r.id,
+                "explain": r.explain,
+                "condition": f"{what} {r.op} {r.threshold:g}"
+                + (f" ({r.profile})" if r.profile else ""),
+                "severity": r.severity.value,
+                "value": fmt(res.value),
+                "status": res.status,
+                "status_class": res.status.replace("n/a", "na"),
+            }
+        )
+    return rows
+
+
+def metric_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
+    pp = ev.for_patient("per_patient", patient)
+    if pp.empty:
+        return []
+    tests = ev.for_patient("tests", patient)
+    rows = []
+    for (profile, metric), grp in pp.groupby(["profile", "metric"], sort=False):
+        by = {r["comparison"]: r for _, r in grp.iterrows()}
+        low, den = by.get("low_vs_full"), by.get("denoised_vs_full")
+        unit = str(grp["unit"].iloc[0])
+        test_text = "—"
+        if not tests.empty:
+            t = tests[
+                (tests["level"] == "patient")
+                & (tests["profile"] == profile)
+                & (tests["metric"] == metric)
+            ]
+            if len(t):
+                tr = t.iloc[0]
+                test_text = f"median Δ {fmt(tr['median_diff'])}, p = {fmt(tr['p_value'])}, " + (
+                    "improved" if bool(tr["improved"]) else "not improved"
+                )
+        low_mean = None if low is None else float(low["mean"])
+        den_mean = None if den is None else float(den["mean"])
+        rows.append(
+            {
+                "profile": profile,
+                "metric": metric,
+                "unit": unit,
+                "low": "—" if low is None else f"{fmt(low['mean'])} ± {fmt(low['sd'])}",
+                "den": "—" if den is None else f"{fmt(den['mean'])} ± {fmt(den['sd'])}",
+                "low_value": "" if low_mean is None else repr(low_mean),
+                "den_value": "" if den_mean is None else repr(den_mean),
+                "delta": "—"
+                if low_mean is None or den_mean is None
+                else f"{den_mean - low_mean:+.4g}",
+                "test": test_text,
+            }
+        )
+    return rows
+
+
+QA_COLUMNS = (
+    "n_rois",
+    "roi_mean_hu",
+    "roi_sd_hu",
+    "hu_bias_vs_low_hu",
+    "sd_ratio_vs_low",
+    "nps_mean_freq_cyc_mm",
+    "nps_peak_freq_cyc_mm",
+    "nps_mean_freq_ratio_vs_low",
+    "edge_10_90_mm",
+)
+
+
+def qa_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
+    qa = ev.for_patient("qa", patient)
+    return [
+        {"role": r["role"], "cells": [r["role"]] + [fmt(r.get(c)) for c in QA_COLUMNS]}
+        for _, r in qa.iterrows()
+    ]
+
+
+def artifact_items(
+    ev: EvalOutput, patient: str, images: PatientImages, stride: int | None
+) -> list[dict[str, Any]]:
+    from pipeline.evaluate.artifacts import spectrum_for_plot
+
+    art = ev.for_patient("artifacts", patient)
+    slices = ev.for_patient("artifact_slices", patient)
+    threshold = float(ev.summary.get("thresholds", {}).get("score_db", 10.0))
+    items = []
+    for _, a in art.iterrows():
+        item = {
+            "residual": a["residual"],
+            "flagged": bool(a["flagged"]),
+            "evidence": a["evidence"],
+            "n_flagged": int(a["n_flagged"]),
+            "n_slices": int(a["n_slices"]),
+            "median_score": fmt(a["median_score_db"]),
+            "max_seam_z": fmt(a["max_seam_z"]),
+            "spectrum": "",
+        }
+        roles = RESIDUAL_ROLES.get(str(a["residual"]))
+        rows = slices[slices["residual"] == a["residual"]] if not slices.empty else slices
+        if roles and len(rows) and set(roles) <= set(images.volumes):
+            worst = rows.sort_values("score_db", ascending=False).iloc[0]
+            k = int(worst["slice_index"])
+            residual = images.slice(roles[0], k) - images.slice(roles[1], k)
+            logp, _, _, peaks = spectrum_for_plot(residual, stride)
+            marks = [(p.fy, p.fx) for p in peaks if p.ratio_db >= threshold]
+            marks += [(-fy, -fx) for fy, fx in marks]
+            item["spectrum"] = figures.residual_spectrum(
+                logp, marks, f"{a['residual']}, slice {k}: score {fmt(worst['score_db'])} dB"
+            )
+        items.append(item)
+    return items
+
+
+def patient_context(
+    ev: EvalOutput,
+    patient: str,
+    verdict: Verdict,
+    images: PatientImages,
+    cfg: ReportConfig,
+    pseudo: Pseudonymizer,
+) -> dict[str, Any]:
+    info = ev.patient_info(patient)
+    per_slice = ev.for_patient("per_slice", patient)
+    panels = []
+    if images.volumes:
+        for caption, k in pick_slices(
+            per_slice, cfg.curve_profile, int(info.get("n_slices", 0)), cfg.n_representative
+        ):
+            hu = {role: images.slice(role, k) for role in images.volumes}
+            panels.append(
+                {
+                    "caption": f"{caption}: index {k}",
+                    "uri": figures.image_panel(hu, cfg.panel_windows),
+                }
+            )
+    nps = ev.for_patient("nps", patient)
+    roi = ev.for_patient("roi", patient)
+    return {
+        "patient": pseudo(patient),
+        "verdict": verdict.verdict,
+        "reasons": verdict.reasons,
+        "rule_results": rule_rows(cfg.rules, verdict.results),
+        "metric_rows": metric_rows(ev, patient),
+        "n_slices": info.get("n_slices"),
+        "curves": figures.slice_curves(per_slice, cfg.curve_profile) if len(per_slice) else "",
+        "panels": panels,
+        "image_problem": images.problem,
+        "qa_rows": qa_rows(ev, patient),
+        "nps": figures.nps_curves(nps) if len(nps) else "",
+        "roi_rows": [
+            [
+                int(r["slice_index"]),
+                r["roi_id"],
+                int(r["y0"]),
+                int(r["x0"]),
+                int(r["size_px"]),
+                r["role"],
+                fmt(r["mean_hu"]),
+                fmt(r["sd_hu"]),
+            ]
+            for _, r in roi.iterrows()
+        ],
+        "artifacts": artifact_items(ev, patient, images, info.get("tile_stride_px")),
+        "series": info.get("series", {}),
+    }
+
+
+def headline_cells(ev: EvalOutput, patient: str) -> list[dict[str, str]]:
+    """Index-page cells: PSNR/SSIM (redcnn) low -> denoised, noise reduction, artifact flag."""
+    pp = ev.for_patient("per_patient", patient)
+    cells = []
+    for metric in ("psnr", "ssim"):
+        for comparison in ("low_vs_full", "denoised_vs_full"):
+            r = (
+                pp[
+                    (pp["profile"] == "redcnn")
+                    & (pp["metric"] == metric)
+                    & (pp["comparison"] == comparison)
+                ]
+                if not pp.empty
+                else pd.DataFrame()
+            )
+            cells.append(
+                {"key": f"{metric}_{comparison}", "text": fmt(r["mean"].iloc[0]) if len(r) else "—"}
+            )
+    qa = ev.for_patient("qa", patient)
+    den = qa[qa["role"] == "denoised"] if not qa.empty else qa
+    ratio = (
+        float(den["sd_ratio_vs_low"].iloc[0])
+        if len(den) and "sd_ratio_vs_low" in den
+        else float("nan")
+    )
+    cells.append(
+        {
+            "key": "noise_reduction",
+            "text": "—" if math.isnan(ratio) else f"{100 * (1 - ratio):.0f} %",
+        }
+    )
+    art = ev.for_patient("artifacts", patient)
+    cells.append(
+        {
+            "key": "artifact",
+            "text": ("FLAGGED" if art["flagged"].astype(bool).any() else "none")
+            if len(art)
+            else "—",
+        }
+    )
+    return cells
+
+
+HEADLINE_COLUMNS = [
+    {"label": "PSNR low [dB] (redcnn)"},
+    {"label": "PSNR denoised [dB]"},
+    {"label": "SSIM low"},
+    {"label": "SSIM denoised"},
+    {"label": "ROI noise reduction"},
+    {"label": "grid/seam"},
+]

@@ -1,0 +1,108 @@
+"""Slices for the image panels: which ones to show and their HU, read back from the series."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import LdctError
+from pipeline.io.volume import CTVolume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PatientImages:
+    """Aligned volumes per role (slices in the low-dose order) and the identifiers seen."""
+
+    volumes: dict[str, CTVolume] = field(default_factory=dict)
+    identifiers: set[str] = field(default_factory=set)
+    problem: str = ""
+
+    def slice(self, role: str, index: int) -> np.ndarray:
+        return self.volumes[role].hu[index]
+
+
+def pick_slices(
+    per_slice: pd.DataFrame, profile: str, n_slices: int, n_repr: int
+) -> list[tuple[str, int]]:
+    """``[(caption, slice_index)]``: the worst slice by PSNR gain, then representative ones.
+
+    With a reference, "worst" is the slice where denoising gained least (or lost most) PSNR
+    against full dose under ``profile`` and "representative" the median-gain slices. Without a
+    reference, the middle slice(s).
+    """
+    sub = (
+        per_slice[(per_slice["profile"] == profile) & (per_slice["metric"] == "psnr")]
+        if len(per_slice)
+        else per_slice
+    )
+    if sub is not None and len(sub):
+        pivot = sub.pivot_table(index="slice_index", columns="comparison", values="value")
+        if {"low_vs_full", "denoised_vs_full"} <= set(pivot.columns):
+            gain = (
+                (pivot["denoised_vs_full"] - pivot["low_vs_full"])
+                .replace([np.inf, -np.inf], np.nan)
+                .dropna()
+            )
+            if len(gain):
+                order = gain.sort_values()
+                picks = [
+                    (
+                        f"worst slice (PSNR gain {order.iloc[0]:+.2f} dB, {profile})",
+                        int(order.index[0]),
+                    )
+                ]
+                mid = len(order) // 2
+                for k in range(n_repr):
+                    idx = int(order.index[min(len(order) - 1, mid + k)])
+                    if idx not in {p[1] for p in picks}:
+                        picks.append(
+                            (
+                                f"representative slice (median PSNR gain {order.loc[idx]:+.2f} dB)",
+                                idx,
+                            )
+                        )
+                return picks
+    if n_slices <= 0:
+        return []
+    return [("middle slice", n_slices // 2)]
+
+
+def load_patient_images(summary: dict, patient: str) -> PatientImages:
+    """Re-pair the evaluation's inputs with its own rule and read this patient's volumes."""
+    from pipeline.evaluate.pairing import pair_inputs
+    from pipeline.evaluate.runner import align
+    from pipeline.io.read import read_series
+
+    inputs = summary.get("inputs", {})
+    out = PatientImages()
+    try:
+        if not inputs.get("low") or not Path(inputs["low"]).exists():
+            raise LdctError(
+                "low-dose input of the evaluation is no longer at its path", path=inputs.get("low")
+            )
+        pairing = pair_inputs(inputs["low"], inputs.get("full"), inputs.get("denoised"))
+        item = next((it for it in pairing.items if it.patient == patient), None)
+        if item is None:
+            raise LdctError(f"patient {patient!r} not found when re-pairing the inputs")
+        vols = {"low": read_series(item.low)}
+        if item.full is not None:
+            vols["full"] = read_series(item.full)
+        if item.denoised is not None:
+            vols["denoised"] = read_series(item.denoised)
+        out.volumes = align(patient, vols, full_same_frame=item.full_same_frame)
+    except LdctError as exc:
+        out.problem = str(exc)
+        log.warning("%s: images unavailable: %s", patient, exc)
+        return out
+    for vol in out.volumes.values():
+        for key in ("PatientID", "PatientName"):
+            value = str(vol.meta.get(key) or "").strip()
+            if value:
+                out.identifiers.add(value)
+    return out

@@ -1,0 +1,243 @@
+"""Write the QA report: one self-contained HTML page per patient, a cohort index, the tables."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from pipeline import __version__
+from pipeline.config import config_hash, save_resolved
+from pipeline.errors import LdctError
+from pipeline.evaluate.provenance import now_utc
+from pipeline.report.config import ReportConfig
+from pipeline.report.context import (
+    HEADLINE_COLUMNS,
+    fmt,
+    headline_cells,
+    patient_context,
+    rule_rows,
+)
+from pipeline.report.images import load_patient_images
+from pipeline.report.pseudonym import Pseudonymizer
+from pipeline.report.tables import EvalOutput, load_eval
+from pipeline.report.verdict import Verdict, judge
+from pipeline.utils.files import atomic_write_text, ensure_inside
+from pipeline.utils.progress import progress
+
+log = logging.getLogger(__name__)
+_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    index: Path
+    pages: dict[str, Path] = field(default_factory=dict)  # shown patient name -> page
+    verdicts: dict[str, str] = field(default_factory=dict)  # shown patient name -> verdict
+    pdfs: list[Path] = field(default_factory=list)
+
+
+def _env() -> Environment:
+    return Environment(
+        loader=PackageLoader("pipeline.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def page_name(shown: str) -> str:
+    """File name of a patient page: a slug of the shown name plus a hash (never a raw tag)."""
+    slug = _SAFE.sub("_", shown).strip("_")[:40] or "patient"
+    return f"{slug}-{hashlib.sha256(shown.encode()).hexdigest()[:8]}.html"
+
+
+def vgg_banner(provenance: dict[str, Any]) -> str:
+    origin = vgg_origin(provenance)
+    if origin.startswith("random"):
+        return (
+            "The model was trained with a perceptual loss on UNTRAINED (random) VGG16 features, "
+            "not ImageNet weights."
+        )
+    return ""
+
+
+def vgg_origin(provenance: dict[str, Any]) -> str:
+    """VGG16 weights used in training, as recorded in the checkpoint/manifest ('not recorded')."""
+    for source in [provenance, *provenance.get("models", {}).values()]:
+        for key, value in (source or {}).items():
+            if "vgg" in str(key).lower() and value not in (None, ""):
+                return str(value)
+    return "not recorded"
+
+
+def provenance_rows(
+    ev: EvalOutput, cfg: ReportConfig, patient_info: dict[str, Any] | None, created: str
+) -> list[tuple[str, str]]:
+    prov = ev.summary.get("provenance", {})
+    rows: list[tuple[str, str]] = []
+    model = (prov.get("models") or {}).get(patient_info["patient"]) if patient_info else None
+    if model:
+        rows.append(
+            ("model", f"{model.get('model_name')} (sha256 {str(model.get('model_sha256'))[:16]})")
+        )
+        rows.append(
+            ("inference", f"precision {model.get('precision')}, tiling {model.get('tiling')}")
+        )
+    elif prov.get("model_name"):
+        model_id = prov.get("model_hash") or prov.get("model_sha256")
+        rows.append(("model", f"{prov.get('model_name')} (hash {model_id})"))
+    else:
+        rows.append(
+            ("model", "not recorded (no denoise manifest or checkpoint given to ldct evaluate)")
+        )
+    rows.append(("VGG16 weights (training)", vgg_origin(prov)))
+    rows.append(
+        (
+            "evaluation",
+            f"{ev.summary.get('created_utc')} — {ev.summary.get('command') or 'ldct evaluate'}",
+        )
+    )
+    rows.append(("pairing rule", str(ev.summary.get("pairing_rule", ""))))
+    rows.append(
+        ("report", f"{created}, ldct-pipeline {__version__}, report config {config_hash(cfg)}")
+    )
+    pk = prov.get("packages", {})
+    rows.append(("packages", ", ".join(f"{k} {v}" for k, v in pk.items())))
+    if patient_info:
+        for role, uid in (patient_info.get("series") or {}).items():
+            rows.append((f"{role} SeriesInstanceUID", str(uid)))
+    return rows
+
+
+def _scrubber(pseudo: Pseudonymizer) -> Callable[[Any], Any]:
+    return lambda v: pseudo.scrub(v) if isinstance(v, str) else v
+
+
+def _write_tables(ev: EvalOutput, out: Path, pseudo: Pseudonymizer) -> list[dict[str, str]]:
+    links = []
+    for name, df in ev.tables.items():
+        if df.empty:
+            continue
+        clean = df.copy()
+        if "patient" in clean.columns:
+            clean["patient"] = clean["patient"].astype(str).map(pseudo)
+        for col in clean.columns:
+            if clean[col].dtype == object:
+                clean[col] = clean[col].map(_scrubber(pseudo))
+        atomic_write_text(out / "tables" / f"{name}.csv", clean.to_csv(index=False))
+        links.append({"name": name, "href": f"tables/{name}.csv"})
+    return links
+
+
+def build_report(
+    eval_dir: str | Path,
+    out_dir: str | Path,
+    cfg: ReportConfig | None = None,
+    *,
+    key: str | None = None,
+) -> ReportResult:
+    """Render the report for an ``ldct evaluate`` folder into ``out_dir``."""
+    cfg = cfg or ReportConfig()
+    ev = load_eval(eval_dir)
+    out = Path(out_dir)
+    if out.resolve() == Path(eval_dir).resolve():
+        raise LdctError("the report folder must differ from the evaluation folder", path=out)
+    (out / "patients").mkdir(parents=True, exist_ok=True)
+    pseudo = Pseudonymizer(cfg.pseudonymize, key)
+    env = _env()
+    css = files("pipeline.report").joinpath("templates/style.css").read_text(encoding="utf-8")
+    created = now_utc()
+    profiles = [
+        (name, str(d.get("convention", d)) if isinstance(d, dict) else str(d))
+        for name, d in sorted((ev.summary.get("profiles") or {}).items())
+    ]
+    banner = vgg_banner(ev.summary.get("provenance", {}))
+    result = ReportResult(out, out / "index.html")
+    index_rows: list[dict[str, Any]] = []
+    verdicts: list[Verdict] = []
+    for patient in progress(ev.patients, desc="report", total=len(ev.patients)):
+        shown = pseudo(patient)
+        images = load_patient_images(ev.summary, patient)
+        for ident in images.identifiers:
+            pseudo.alias(ident, patient)
+        verdict = judge(patient, cfg.rules, ev.tables)
+        verdicts.append(verdict)
+        ctx = patient_context(ev, patient, verdict, images, cfg, pseudo)
+        info = ev.patient_info(patient)
+        html = env.get_template("patient.html.j2").render(
+            **ctx,
+            css=css,
+            profiles=profiles,
+            vgg_banner=banner,
+            provenance={"ldct_pipeline": __version__},
+            provenance_rows=provenance_rows(ev, cfg, info, created),
+            rules=[],
+        )
+        page = ensure_inside(out, out / "patients" / page_name(shown))
+        atomic_write_text(page, pseudo.scrub(html))
+        result.pages[shown] = page
+        result.verdicts[shown] = verdict.verdict
+        index_rows.append(
+            {
+                "name": shown,
+                "href": f"patients/{page.name}",
+                "verdict": verdict.verdict,
+                "headline": headline_cells(ev, patient),
+                "reasons": [pseudo.scrub(r) for r in verdict.reasons],
+            }
+        )
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("pass", "review", "fail")}
+    counts["total"] = len(verdicts)
+    cohort = ev.tables["cohort"]
+    cohort_rows = [
+        {
+            **{k: r[k] for k in ("comparison", "profile", "metric", "unit")},
+            "n_patients": int(r["n_patients"]),
+            "mean": fmt(r["mean"]),
+            "sd": fmt(r["sd"]),
+            "ci": f"[{fmt(r['ci95_lo'])}, {fmt(r['ci95_hi'])}]",
+        }
+        for _, r in cohort.iterrows()
+    ]
+    links = _write_tables(ev, out, pseudo)
+    verdict_df = pd.DataFrame(
+        [
+            {"patient": p["name"], "verdict": p["verdict"], "reasons": "; ".join(p["reasons"])}
+            for p in index_rows
+        ]
+    )
+    atomic_write_text(out / "tables" / "verdicts.csv", verdict_df.to_csv(index=False))
+    links.append({"name": "verdicts", "href": "tables/verdicts.csv"})
+    html = env.get_template("index.html.j2").render(
+        css=css,
+        counts=counts,
+        patients=index_rows,
+        headline_columns=HEADLINE_COLUMNS,
+        cohort_rows=cohort_rows,
+        profiles=profiles,
+        rules=rule_rows(cfg.rules),
+        rule_results=None,
+        table_links=links,
+        vgg_banner=banner,
+        provenance={"ldct_pipeline": __version__},
+        provenance_rows=provenance_rows(ev, cfg, None, created),
+    )
+    atomic_write_text(result.index, pseudo.scrub(html))
+    save_resolved(cfg, out / "report_config.yaml")
+    if cfg.pdf:
+        from pipeline.report.browser import print_pdf
+
+        for page in result.pages.values():
+            result.pdfs.append(print_pdf(page, out / "pdf" / page.with_suffix(".pdf").name))
+    return result

@@ -1,0 +1,119 @@
+"""End-to-end report on a tiny evaluated cohort: verdicts, numbers == tables, privacy, browser."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.report.browser import find_chromium, screenshot
+from pipeline.report.config import ReportConfig
+from pipeline.report.render import build_report
+
+
+class _Cells(HTMLParser):
+    """Collects data-* attributes of the metrics table cells and all <img> sources."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self.images: list[str] = []
+        self._row: dict[str, str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-metric" in a:
+            self._row = {"profile": a["data-profile"], "metric": a["data-metric"]}
+            self.rows.append(self._row)
+        elif tag == "td" and self._row is not None and "data-key" in a:
+            self._row[a["data-key"]] = a["data-value"]
+        elif tag == "img":
+            self.images.append(a.get("src", ""))
+
+
+@pytest.fixture(scope="module")
+def report(evaluated_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return build_report(evaluated_cohort.evaluation, out, ReportConfig())
+
+
+def test_index_and_pages_written(report, evaluated_cohort):
+    assert report.index.is_file()
+    assert set(report.pages) == {p.name for p in evaluated_cohort.cohort.iterdir() if p.is_dir()}
+    index = report.index.read_text()
+    for name, page in report.pages.items():
+        assert f'href="patients/{page.name}"' in index
+        assert name in index
+    assert (report.out_dir / "tables" / "verdicts.csv").is_file()
+    assert (report.out_dir / "report_config.yaml").is_file()
+
+
+def test_grid_patient_fails_with_evidence(report, evaluated_cohort):
+    grid = evaluated_cohort.grid_patient
+    assert report.verdicts[grid] == "fail"
+    html = report.pages[grid].read_text()
+    assert 'data-flagged="true"' in html
+    assert "period 2 px" in html
+    assert 'alt="residual spectrum denoised_minus_low"' in html
+    clean = next(p for p in report.pages if p != grid)
+    assert 'data-flagged="true"' not in report.pages[clean].read_text()
+
+
+def test_numbers_on_page_equal_tables(report, evaluated_cohort):
+    per_patient = pd.read_parquet(evaluated_cohort.evaluation / "per_patient.parquet")
+    for patient, page in report.pages.items():
+        parser = _Cells()
+        parser.feed(page.read_text())
+        assert parser.rows, "metrics table missing"
+        for row in parser.rows:
+            for key, comparison in (
+                ("low_mean", "low_vs_full"),
+                ("denoised_mean", "denoised_vs_full"),
+            ):
+                expected = per_patient[
+                    (per_patient["patient"] == patient)
+                    & (per_patient["profile"] == row["profile"])
+                    & (per_patient["metric"] == row["metric"])
+                    & (per_patient["comparison"] == comparison)
+                ]["mean"]
+                assert float(row[key]) == pytest.approx(float(expected.iloc[0]), rel=1e-12)
+        # images embedded (no external files, no network)
+        assert parser.images and all(
+            src.startswith("data:image/png;base64,") for src in parser.images
+        )
+        assert not re.search(r'(src|href)="https?://', page.read_text())
+
+
+def test_pseudonymize_leaves_no_identifier(evaluated_cohort, tmp_path):
+    out = tmp_path / "pseudo"
+    result = build_report(
+        evaluated_cohort.evaluation, out, ReportConfig(pseudonymize=True), key="secret"
+    )
+    assert all(name.startswith("P-") for name in result.pages)
+    needles = {s for s in evaluated_cohort.identifiers if s} | {
+        p.name for p in evaluated_cohort.cohort.iterdir() if p.is_dir()
+    }
+    assert needles
+    for f in out.rglob("*"):
+        assert not any(n in f.name for n in needles), f
+        if f.is_file():
+            text = f.read_text(errors="replace")
+            for n in needles:
+                assert n not in text, f"{n!r} found in {f}"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(find_chromium() is None, reason="chromium not installed")
+def test_pages_render_in_headless_browser(report, tmp_path):
+    from PIL import Image
+
+    for page in [report.index, *report.pages.values()]:
+        png = tmp_path / f"{page.stem}.png"
+        proc = screenshot(page, png, size=(1200, 1600))
+        assert "Uncaught" not in proc.stderr and "ERROR:CONSOLE" not in proc.stderr
+        img = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
+        assert img.std() > 10.0, f"{page.name}: screenshot looks blank"
+        assert (img < 128).mean() > 0.01  # text and images drawn, not an empty page

@@ -1,0 +1,79 @@
+"""Verdict rules against hand-made tables: each rule's value and firing are checked exactly."""
+
+import pandas as pd
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+from pipeline.report.config import ReportConfig, Rule, RuleKind, Severity, default_rules
+from pipeline.report.pseudonym import Pseudonymizer
+from pipeline.report.verdict import judge, rule_value
+
+
+def _tables(psnr_low: float, psnr_den: float, bias: float, sd_ratio: float, flagged: bool):
+    per_patient = pd.DataFrame(
+        [
+            {"patient": "A", "comparison": c, "profile": "redcnn", "metric": "psnr", "mean": v}
+            for c, v in (("low_vs_full", psnr_low), ("denoised_vs_full", psnr_den))
+        ]
+    )
+    qa = pd.DataFrame(
+        [
+            {"patient": "A", "role": "low", "hu_bias_vs_low_hu": 0.0, "sd_ratio_vs_low": 1.0,
+             "nps_mean_freq_ratio_vs_low": 1.0},
+            {"patient": "A", "role": "denoised", "hu_bias_vs_low_hu": bias,
+             "sd_ratio_vs_low": sd_ratio, "nps_mean_freq_ratio_vs_low": 0.9},
+        ]
+    )  # fmt: skip
+    artifacts = pd.DataFrame(
+        [{"patient": "A", "residual": "denoised_minus_low", "flagged": flagged}]
+    )
+    return {"per_patient": per_patient, "qa": qa, "artifacts": artifacts}
+
+
+def test_clean_patient_passes():
+    v = judge("A", default_rules(), _tables(30.0, 34.0, 1.0, 0.5, False))
+    assert v.verdict == "pass" and v.reasons == []
+    gain = next(r for r in v.results if r.rule.id == "psnr_worse_than_input")
+    assert gain.value == pytest.approx(4.0)
+
+
+def test_small_bias_is_review_large_bias_is_fail():
+    assert judge("A", default_rules(), _tables(30, 34, -6.0, 0.5, False)).verdict == "review"
+    v = judge("A", default_rules(), _tables(30, 34, -12.0, 0.5, False))
+    assert v.verdict == "fail"
+    assert any(r.startswith("hu_bias:") for r in v.reasons)
+
+
+def test_artifact_flag_and_psnr_loss_fail():
+    v = judge("A", default_rules(), _tables(30, 34, 0.0, 0.5, True))
+    assert v.verdict == "fail" and v.reasons[0].startswith("grid_or_seam_artifact")
+    assert judge("A", default_rules(), _tables(34, 33.9, 0.0, 0.5, False)).verdict == "fail"
+
+
+def test_missing_reference_gives_na_not_pass_by_accident():
+    tables = _tables(30, 34, 0.0, 0.95, False)
+    tables["per_patient"] = pd.DataFrame()
+    v = judge("A", default_rules(), tables)
+    gain = next(r for r in v.results if r.rule.id == "psnr_worse_than_input")
+    assert gain.value is None and gain.status == "n/a"
+    assert v.verdict == "review"  # little noise reduction still fires
+
+
+def test_rule_kinds_and_config_validation(tmp_path):
+    rule = Rule(id="ssim", kind=RuleKind.METRIC, profile="redcnn", metric="psnr", op="<",
+                threshold=31.0, severity=Severity.REVIEW)  # fmt: skip
+    assert rule_value(rule, "A", _tables(30, 32, 0, 0.5, False)) == 32.0
+    cfg_file = tmp_path / "r.yaml"
+    cfg_file.write_text("rules:\n  - {id: x, kind: nope, op: '>', threshold: 1, severity: fail}\n")
+    with pytest.raises(ConfigError, match=r"rules\.0\.kind"):
+        load_config(ReportConfig, cfg_file)
+
+
+def test_pseudonyms_keyed_and_stable():
+    a, b = Pseudonymizer(True, "k1"), Pseudonymizer(True, "k1")
+    assert a("PAT-1") == b("PAT-1") != Pseudonymizer(True, "k2")("PAT-1")
+    assert a("PAT-1").startswith("P-") and "PAT" not in a("PAT-1")
+    a.alias("Doe^John", of="PAT-1")
+    assert a.scrub("patient Doe^John / PAT-1") == f"patient {a('PAT-1')} / {a('PAT-1')}"
+    assert Pseudonymizer(False)("PAT-1") == "PAT-1"
