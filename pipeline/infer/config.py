@@ -47,8 +47,10 @@ class SelectionRules(StrictModel):
     exclude_descriptions: list[str] = Field(
         default_factory=lambda: ["localizer", "scout", "topogram", "surview", "dose report"]
     )
-    #: Skip series that are already derived (ImageType DERIVED), e.g. outputs of an earlier run.
-    skip_derived: bool = True
+    #: Skip series this tool derived itself (DerivationDescription "Denoised by ldct-pipeline").
+    skip_own_outputs: bool = True
+    #: Skip every derived series (ImageType DERIVED), e.g. reformats and other tools' outputs.
+    skip_derived: bool = False
 
     @field_validator("include_descriptions", "exclude_descriptions")
     @classmethod

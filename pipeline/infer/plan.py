@@ -22,6 +22,8 @@ from pipeline.utils.files import ensure_inside, is_within
 if TYPE_CHECKING:
     from pipeline.io.discover import SeriesRecord, SkippedFile
 
+#: How every derived series written by ``ldct denoise`` starts its DerivationDescription.
+OWN_DERIVATION_PREFIX = "Denoised by ldct-pipeline"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -44,6 +46,7 @@ class SeriesFacts:
     modality: str
     description: str
     image_type: tuple[str, ...]
+    derivation: str  # DerivationDescription ("" if absent)
     n_slices: int
     rows: int
     columns: int
@@ -78,6 +81,7 @@ def facts_of(record: SeriesRecord) -> SeriesFacts:
         modality=str(first.get("Modality") or "").strip().upper(),
         description=record.description,
         image_type=tuple(str(v).strip().upper() for v in image_type),
+        derivation=str(first.get("DerivationDescription") or ""),
         n_slices=n_slices,
         rows=rows,
         columns=columns,
@@ -101,6 +105,8 @@ def select(facts: SeriesFacts, rules: SelectionRules) -> str:
         re.search(p, desc, flags=re.IGNORECASE) for p in rules.include_descriptions
     ):
         return f"SeriesDescription {desc!r} matches no include rule"
+    if rules.skip_own_outputs and facts.derivation.startswith(OWN_DERIVATION_PREFIX):
+        return "already a denoised output of ldct-pipeline (skip_own_outputs rule)"
     if rules.skip_derived and facts.image_type[:1] == ("DERIVED",):
         return "ImageType is DERIVED (skip_derived rule)"
     return ""

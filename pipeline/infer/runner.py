@@ -26,7 +26,7 @@ from pipeline.errors import DicomError, LdctError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 from pipeline.infer.manifest import ManifestRow, Status
-from pipeline.infer.plan import Plan, PlanItem
+from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem
 from pipeline.infer.publish import (
     Completion,
     clean_stale_staging,
@@ -137,7 +137,7 @@ class SeriesRunner:
     def derivation(self) -> str:
         d = self.denoiser
         return (
-            f"Denoised by ldct-pipeline {__version__} with model {d.name} "
+            f"{OWN_DERIVATION_PREFIX} {__version__} with model {d.name} "
             f"(version {d.version or 'unversioned'}, weights sha256 {d.sha256}); "
             f"precision {d.precision}; HU rescaled with the source slope/intercept"
         )

@@ -99,7 +99,8 @@ def _print_plan(plan: Plan, name: str, sha: str) -> None:
     typer.echo(
         f"Rules: modalities={r.modalities} min_slices={r.min_slices} min_matrix={r.min_matrix} "
         f"exclude={r.exclude_descriptions} include={r.include_descriptions or 'any'} "
-        f"skip_derived={r.skip_derived}  (override with --set selection.KEY=VALUE)"
+        f"skip_own_outputs={r.skip_own_outputs} skip_derived={r.skip_derived}  "
+        "(override with --set selection.KEY=VALUE)"
     )
     for it in plan.items:
         f = it.facts
