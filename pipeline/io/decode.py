@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: seconds without any decoder finishing before the running ones are declared hung
 DECODE_TIMEOUT_S = float(os.environ.get("LDCT_DECODE_TIMEOUT_S", "120"))
+#: most files sent to a decoder process per round trip
+FILES_PER_TASK = 8
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,17 @@ def decode_one(job: DecodeJob) -> np.ndarray:
 def _worker(job: DecodeJob) -> np.ndarray:
     """Process-pool entry point (looked up by name, so workers use this module's decode_one)."""
     return decode_one(job)
+
+
+def _worker_many(jobs: list[DecodeJob]) -> list[DecodeResult]:
+    """Decode several files in one worker round trip; Python errors become reasons."""
+    out: list[DecodeResult] = []
+    for job in jobs:
+        try:
+            out.append(decode_one(job))
+        except Exception as exc:
+            out.append(_reason(job, exc))
+    return out
 
 
 def _safe_decode(job: DecodeJob) -> DecodeResult:
@@ -187,8 +200,11 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
     if pool is None:
         return [_safe_decode(j) for j in jobs]
     results: list[DecodeResult | None] = [None] * len(jobs)
-    futures: dict[Future[np.ndarray], int] = {
-        pool.submit(_worker, j): i for i, j in enumerate(jobs)
+    # a few files per task: fewer round trips to the workers, still balanced across them
+    size = max(1, min(FILES_PER_TASK, -(-len(jobs) // (2 * workers))))
+    chunks = [list(range(i, min(i + size, len(jobs)))) for i in range(0, len(jobs), size)]
+    futures: dict[Future[list[DecodeResult]], list[int]] = {
+        pool.submit(_worker_many, [jobs[i] for i in idx]): idx for idx in chunks
     }
     pending = set(futures)
     trouble = False
@@ -197,13 +213,11 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
         if not done:
             trouble = True  # nothing finished for DECODE_TIMEOUT_S: something hangs
         for fut in done:
-            i = futures[fut]
             try:
-                results[i] = fut.result()
+                for i, res in zip(futures[fut], fut.result(), strict=True):
+                    results[i] = res
             except BrokenProcessPool:
                 trouble = True
-            except Exception as exc:
-                results[i] = _reason(jobs[i], exc)
     if trouble:
         log.warning("a decoder crashed or hung; retrying the remaining files one by one")
         _shutdown_pool(kill=True)

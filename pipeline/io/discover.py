@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.io.header import FileHeader, FrameRef, SkippedFile, read_header
+from pipeline.io.tags import value
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class SeriesRecord:
         return sum(len(fh.frames) for fh in self.files)
 
     def _first(self, name: str, default: object = "") -> object:
-        value = self.files[0].header.get(name, default)
-        return default if value is None else value
+        found = value(self.files[0].header, name)
+        return default if found is None else found
 
     @property
     def patient_id(self) -> str:
@@ -155,10 +156,7 @@ def group_series(headers: list[FileHeader]) -> tuple[list[SeriesRecord], list[Sk
     """Group by (study, series), drop duplicate SOP instances, split inconsistent series."""
     groups: dict[tuple[str, str], list[FileHeader]] = {}
     for fh in headers:
-        key = (
-            str(fh.header.get("StudyInstanceUID", "")),
-            str(fh.header.get("SeriesInstanceUID", "")),
-        )
+        key = (fh.study_uid, fh.series_uid)
         groups.setdefault(key, []).append(fh)
     records: list[SeriesRecord] = []
     skipped: list[SkippedFile] = []

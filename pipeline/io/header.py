@@ -7,11 +7,8 @@ No pixel data is decoded here. Each file either becomes a :class:`FileHeader` (w
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +21,12 @@ from pydicom.tag import BaseTag
 
 from pipeline.io.hu import Rescale, padding_spec, rescale_for_frame
 from pipeline.io.sop import classify_sop, is_localizer
+from pipeline.io.tags import quiet, value
 
 log = logging.getLogger(__name__)
 
 PIXEL_DATA_TAG = BaseTag(0x7FE00010)
+PER_FRAME_TAG = BaseTag(0x52009230)
 _OTHER_PIXEL_TAGS = (BaseTag(0x7FE00008), BaseTag(0x7FE00009))  # Float / Double Float Pixel Data
 UNDEFINED_LENGTH = 0xFFFFFFFF
 #: transfer syntaxes whose pixel data we can read straight from the file (no decoder)
@@ -80,6 +79,8 @@ class FileHeader:
     pixel_length: int | None
     frames: list[FrameRef]
     warnings: list[str] = field(default_factory=list)
+    study_uid: str = ""
+    series_uid: str = ""
 
     @property
     def byte_order(self) -> str | None:
@@ -89,27 +90,14 @@ class FileHeader:
 
 def read_header(path: Path) -> FileHeader | SkippedFile:
     """Parse ``path`` without decoding pixels; never raises for bad data (returns a skip)."""
-    with warnings.catch_warnings(), _quiet_pydicom():
-        warnings.simplefilter("ignore")  # pydicom's VR/charset complaints: not our output
+    with quiet():  # pydicom's VR/charset complaints are not our output
         try:
-            ds = _open(path)
-            header = _validate(path, ds)
-            for name in _TOUCH:  # convert now, while pydicom's value warnings are muted
-                header.header.get(name)
-            return header
+            return _validate(path, _open(path))
         except _Skip as skip:
             return SkippedFile(path, str(skip))
         except Exception as exc:  # malformed values deep inside the header
             log.debug("header validation failed for %s", path, exc_info=True)
             return SkippedFile(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
-
-
-#: tags read later from headers (grouping, meta): parsed once, quietly, at scan time
-_TOUCH = (
-    "PatientID", "PatientName", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
-    "SeriesDescription", "SeriesNumber", "StudyDescription", "StudyDate", "Manufacturer",
-    "ManufacturerModelName", "SliceThickness", "KVP", "ConvolutionKernel",
-)  # fmt: skip
 
 
 class _Skip(Exception):
@@ -148,23 +136,11 @@ def _open(path: Path) -> Dataset:
         raise _Skip(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from None
 
 
-@contextlib.contextmanager
-def _quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's own log chatter (VR guesses) while parsing; we report what matters."""
-    logger = logging.getLogger("pydicom")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _tag(ds: Dataset, name: str) -> Any:
-    value = ds.get(name)
-    if value is None or value == "":
+    found = value(ds, name)
+    if found is None:
         raise _Skip(f"missing required tag {name}")
-    return value
+    return found
 
 
 def _transfer_syntax(ds: Dataset) -> str:
@@ -180,8 +156,8 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
     kind = classify_sop(ds)
     if kind is not None:
         raise _Skip(kind)
-    modality = str(ds.get("Modality", "")).strip().upper()
-    sop = str(ds.get("SOPClassUID", ""))
+    modality = str(value(ds, "Modality") or "").strip().upper()
+    sop = str(value(ds, "SOPClassUID") or "")
     if not modality and not sop:
         raise _Skip("incomplete DICOM header: no Modality and no SOPClassUID (truncated file?)")
     if modality != "CT" and not sop.startswith("1.2.840.10008.5.1.4.1.1.2"):
@@ -200,8 +176,8 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
     rows, cols = int(_tag(ds, "Rows")), int(_tag(ds, "Columns"))
     ba, bs = int(_tag(ds, "BitsAllocated")), int(_tag(ds, "BitsStored"))
     pr = int(_tag(ds, "PixelRepresentation"))
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    spp = int(value(ds, "SamplesPerPixel") or 1)
+    photometric = str(value(ds, "PhotometricInterpretation") or "").strip().upper()
     if rows <= 0 or cols <= 0:
         raise _Skip(f"contradicting tags: Rows x Columns = {rows} x {cols}")
     if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
@@ -213,10 +189,10 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
         raise _Skip(f"contradicting tags: BitsStored {bs} with BitsAllocated {ba}")
     if pr not in (0, 1):
         raise _Skip(f"contradicting tags: PixelRepresentation {pr} (must be 0 or 1)")
-    high_bit = ds.get("HighBit")
+    high_bit = value(ds, "HighBit")
     if high_bit is not None and int(high_bit) != bs - 1:
         notes.append(f"HighBit {high_bit} != BitsStored-1 ({bs - 1}); using BitsStored")
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    n_frames = int(value(ds, "NumberOfFrames") or 1)
 
     tsyntax = _transfer_syntax(ds)
     offset, length = _check_pixel_length(path, ds, raw, tsyntax, rows * cols * n_frames * ba // 8)
@@ -224,8 +200,10 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
     header = _strip_pixels(ds)  # in place: every FrameRef shares this pixel-less header
     frames = _frames(path, header, n_frames)
     return FileHeader(
-        path, header, tsyntax, rows, cols, ba, bs, pr, n_frames, offset, length, frames, notes
-    )
+        path, header, tsyntax, rows, cols, ba, bs, pr, n_frames, offset, length, frames, notes,
+        study_uid=str(value(ds, "StudyInstanceUID") or ""),
+        series_uid=str(value(ds, "SeriesInstanceUID") or ""),
+    )  # fmt: skip
 
 
 def _check_pixel_length(
@@ -242,8 +220,8 @@ def _check_pixel_length(
                 f"{tsyntax}"
             )
         if length is None:  # value already loaded (small file): use its byte count
-            value = getattr(raw, "value", None)
-            length = len(value) if value is not None else 0
+            loaded = getattr(raw, "value", None)
+            length = len(loaded) if loaded is not None else 0
         if length < expected:
             raise _Skip(
                 f"pixel data too short: {length} bytes, Rows x Columns x frames x "
@@ -281,8 +259,9 @@ def _check_decoder(tsyntax: str) -> None:
 
 def _frames(path: Path, ds: Dataset, n_frames: int) -> list[FrameRef]:
     sop_uid = str(_tag(ds, "SOPInstanceUID"))
-    shared = _first(ds.get("SharedFunctionalGroupsSequence"))
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    enhanced = PER_FRAME_TAG in ds._dict
+    shared = _first(ds.get("SharedFunctionalGroupsSequence")) if enhanced else None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") if enhanced else None
     if per_frame is None and n_frames > 1:
         raise _Skip(f"multi-frame image ({n_frames} frames) without per-frame positions")
     out: list[FrameRef] = []
@@ -361,8 +340,8 @@ def _strip_pixels(ds: Dataset) -> Dataset:
 
 
 def _image_type(ds: Dataset) -> str:
-    value = ds.get("ImageType")
-    return "\\".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+    found = value(ds, "ImageType")
+    return "\\".join(str(v) for v in found) if isinstance(found, (list, tuple)) else str(found)
 
 
 def _sop_name(uid: str) -> str:

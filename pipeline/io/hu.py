@@ -19,7 +19,11 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
+from pipeline.io.tags import value
+
+MODALITY_LUT_TAG = BaseTag(0x00283000)
 #: HU written where the source holds padding
 PADDING_HU = -1000.0
 #: below this HU a voxel is padding, not tissue or air (air is -1000; noise in air at low dose
@@ -49,14 +53,14 @@ def rescale_for_frame(ds: Dataset, groups: list[Dataset]) -> Rescale:
                 return Rescale(
                     float(item.RescaleSlope), float(item.RescaleIntercept), "functional-group"
                 )
-    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    slope, intercept = value(ds, "RescaleSlope"), value(ds, "RescaleIntercept")
     if slope not in (None, "") or intercept not in (None, ""):
         s = float(slope) if slope not in (None, "") else 1.0
         i = float(intercept) if intercept not in (None, "") else 0.0
         if not np.isfinite(s) or not np.isfinite(i) or s == 0:
             raise ValueError(f"RescaleSlope {slope!r} / RescaleIntercept {intercept!r} unusable")
         return Rescale(s, i, "rescale")
-    lut_seq = ds.get("ModalityLUTSequence")
+    lut_seq = ds.get("ModalityLUTSequence") if MODALITY_LUT_TAG in ds._dict else None
     if lut_seq:
         item = lut_seq[0]
         desc = [int(v) for v in item.LUTDescriptor]
@@ -69,40 +73,40 @@ def rescale_for_frame(ds: Dataset, groups: list[Dataset]) -> Rescale:
 
 def padding_spec(ds: Dataset) -> tuple[int, int] | None:
     """(low, high) inclusive stored-value range marked as padding by the header, or None."""
-    value = ds.get("PixelPaddingValue")
-    if value is None or value == "":
+    pad_value = value(ds, "PixelPaddingValue")
+    if pad_value is None:
         return None
-    pr = int(ds.get("PixelRepresentation", 0) or 0)
-    ba = int(ds.get("BitsAllocated", 16) or 16)
-    bs = int(ds.get("BitsStored", ba) or ba)
-    pad = _as_stored(_int(value, "PixelPaddingValue"), pr, ba, bs)
-    limit = ds.get("PixelPaddingRangeLimit")
-    if limit is None or limit == "":
+    pr = int(value(ds, "PixelRepresentation") or 0)
+    ba = int(value(ds, "BitsAllocated") or 16)
+    bs = int(value(ds, "BitsStored") or ba)
+    pad = _as_stored(_int(pad_value, "PixelPaddingValue"), pr, ba, bs)
+    limit = value(ds, "PixelPaddingRangeLimit")
+    if limit is None:
         return pad, pad
     lim = _as_stored(_int(limit, "PixelPaddingRangeLimit"), pr, ba, bs)
     return (pad, lim) if pad <= lim else (lim, pad)
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bytes):  # ambiguous US/SS kept raw by pydicom
-        if len(value) not in (2, 4):
-            raise ValueError(f"{name} has {len(value)} bytes")
-        return int.from_bytes(value[:2], "little")
-    if isinstance(value, (list, tuple)):
-        value = value[0]
-    return int(value)
+def _int(found: Any, name: str) -> int:
+    if isinstance(found, bytes):  # ambiguous US/SS kept raw by pydicom
+        if len(found) not in (2, 4):
+            raise ValueError(f"{name} has {len(found)} bytes")
+        return int.from_bytes(found[:2], "little")
+    if isinstance(found, (list, tuple)):
+        found = found[0]
+    return int(found)
 
 
-def _as_stored(value: int, pixel_representation: int, bits_allocated: int, bits_stored: int) -> int:
+def _as_stored(raw: int, pixel_representation: int, bits_allocated: int, bits_stored: int) -> int:
     """Interpret a header value in the signedness of the pixel data (US vs SS ambiguity)."""
     if pixel_representation == 1:
-        if value >= 2 ** (bits_allocated - 1):  # written/read as unsigned
-            value -= 2**bits_allocated
-        if not -(2 ** (bits_stored - 1)) <= value < 2 ** (bits_stored - 1):
-            value = int(sign_extend(np.array([value], dtype=np.int64), bits_stored)[0])
-    elif value < 0:
-        value += 2**bits_allocated
-    return value
+        if raw >= 2 ** (bits_allocated - 1):  # written/read as unsigned
+            raw -= 2**bits_allocated
+        if not -(2 ** (bits_stored - 1)) <= raw < 2 ** (bits_stored - 1):
+            raw = int(sign_extend(np.array([raw], dtype=np.int64), bits_stored)[0])
+    elif raw < 0:
+        raw += 2**bits_allocated
+    return raw
 
 
 def sign_extend(values: np.ndarray, bits_stored: int) -> np.ndarray:
@@ -129,30 +133,62 @@ def unpack_native(raw: np.ndarray, bits_stored: int, pixel_representation: int) 
     return signed
 
 
-def stored_to_hu(stored: np.ndarray, rescale: Rescale) -> np.ndarray:
-    """HU (float32) of stored values under ``rescale``."""
+def stored_to_hu(stored: np.ndarray, rescale: Rescale, out: np.ndarray | None = None) -> np.ndarray:
+    """HU (float32) of stored values under ``rescale`` (written into ``out`` when given)."""
+    if out is None:
+        out = np.empty(stored.shape, dtype=np.float32)
     if rescale.lut is not None:
         first, table = rescale.lut
         lut = np.asarray(table, dtype=np.float32)
         idx = np.clip(stored.astype(np.int64) - first, 0, len(lut) - 1)
-        return lut[idx]
-    hu = stored.astype(np.float32)
+        out[...] = lut[idx]
+        return out
+    # one fused pass where possible (float32 scalars keep the arithmetic in float32)
     if rescale.slope != 1.0:
-        hu *= np.float32(rescale.slope)
-    if rescale.intercept != 0.0:
-        hu += np.float32(rescale.intercept)
-    return hu
+        np.multiply(stored, np.float32(rescale.slope), out=out)
+        if rescale.intercept != 0.0:
+            out += np.float32(rescale.intercept)
+    else:
+        np.add(stored, np.float32(rescale.intercept), out=out)
+    return out
 
 
 def padding_mask(
     stored: np.ndarray,
-    hu: np.ndarray,
+    rescale: Rescale,
     spec: tuple[int, int] | None,
     threshold_hu: float = PADDING_THRESHOLD_HU,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """True where a voxel is padding: tagged stored range, or HU below the threshold."""
-    mask = hu < threshold_hu
+    """True where a voxel is padding: tagged stored range, or HU below the threshold.
+
+    Evaluated on the stored integers (the HU threshold mapped through the rescale), so it
+    costs one integer comparison per voxel.
+    """
+    if rescale.lut is not None:
+        mask = np.less(stored_to_hu(stored, rescale), np.float32(threshold_hu), out=out)
+    else:
+        limit = (threshold_hu - rescale.intercept) / rescale.slope
+        if rescale.slope > 0:  # HU < t  <=>  stored < limit  <=>  stored < ceil(limit)
+            mask = _compare(stored, int(np.ceil(limit)), np.less, out)
+        else:  # HU < t  <=>  stored > limit  <=>  stored > floor(limit)
+            mask = _compare(stored, int(np.floor(limit)), np.greater, out)
+        if spec is not None and rescale.slope > 0 and spec[1] < limit:
+            return mask  # the tagged padding range is already below the threshold
     if spec is not None:
         low, high = spec
         mask |= (stored >= low) & (stored <= high) if low != high else stored == low
     return mask
+
+
+def _compare(stored: np.ndarray, bound: int, op: np.ufunc, out: np.ndarray | None) -> np.ndarray:
+    """``op(stored, bound)`` without promoting the array (bound clipped to its dtype)."""
+    info = np.iinfo(stored.dtype)
+    clipped = min(max(bound, int(info.min)), int(info.max))
+    if clipped != bound:  # bound outside the dtype: the answer is the same for every voxel
+        fill = (op is np.less) == (bound > info.max)
+        if out is None:
+            return np.full(stored.shape, fill, dtype=bool)
+        out[...] = fill
+        return out
+    return op(stored, stored.dtype.type(clipped), out=out)

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.errors import DicomError
-from pipeline.io.decode import DecodeJob, decode_jobs
+from pipeline.io.decode import default_workers
 from pipeline.io.discover import ScanResult, SeriesRecord, scan
 from pipeline.io.geometry import sort_slices
 from pipeline.io.header import FileHeader, FrameRef
 from pipeline.io.hu import PADDING_HU, padding_mask, padding_spec, stored_to_hu
+from pipeline.io.stack import decode_stack
+from pipeline.io.tags import value
 from pipeline.io.volume import CTVolume, SliceInfo
 
 log = logging.getLogger(__name__)
 
+#: slices per HU-conversion task (a few MB: cache-friendly, enough tasks for every core)
+HU_CHUNK = 8
 #: header tags copied into ``CTVolume.meta`` (from the first file of the series)
 META_TAGS = (
     "PatientID",
@@ -60,31 +65,24 @@ def read_series(
     ``workers`` bounds the decoder processes (default: all cores); ``isolate=False`` decodes
     compressed files in this process (faster start, no protection against decoder crashes).
     """
-    jobs = [_job(fh) for fh in record.files]
-    decoded = decode_jobs(jobs, workers, isolate=isolate)
-    frames: list[FrameRef] = []
-    planes: list[np.ndarray] = []
-    skipped: list[dict[str, str]] = []
-    for fh, res in zip(record.files, decoded, strict=True):
-        if isinstance(res, str):
-            skipped.append({"path": str(fh.path), "reason": res})
-            continue
-        for fr in fh.frames:
-            frames.append(fr)
-            planes.append(res[fr.frame or 0])
-    if not frames:
-        first = skipped[0]["reason"] if skipped else "no files"
-        raise DicomError(
-            f"no slice of series {record.label} could be decoded ({len(skipped)} file(s); "
-            f"first: {first})",
-            path=record.files[0].path.parent if record.files else None,
-        )
-    thickness = _float(record.files[0].header.get("SliceThickness"))
-    geom = sort_slices(frames, default_thickness_mm=thickness)
-    frames = [frames[i] for i in geom.order]
-    stored = np.stack([planes[i] for i in geom.order])
-    hu, mask = _to_hu(stored, frames)
     by_path = {fh.path: fh for fh in record.files}
+    thickness = _float(value(record.files[0].header, "SliceThickness"))
+    # geometry comes from the headers: sort first, then decode straight into place
+    geom = sort_slices(record.frames, default_thickness_mm=thickness)
+    frames = [record.frames[i] for i in geom.order]
+    stored, ok, skipped = decode_stack(by_path, frames, workers, isolate=isolate)
+    if not ok.all():
+        frames = [f for f, good in zip(frames, ok, strict=True) if good]
+        if not frames:
+            first = skipped[0]["reason"] if skipped else "no files"
+            raise DicomError(
+                f"no slice of series {record.label} could be decoded ({len(skipped)} file(s); "
+                f"first: {first})",
+                path=record.files[0].path.parent,
+            )
+        stored = stored[ok]
+        geom = sort_slices(frames, default_thickness_mm=thickness)  # now with the gaps
+    hu, mask = _to_hu(stored, frames, workers)
     warnings = list(record.warnings)
     warnings += [f"skipped {Path(s['path']).name}: {s['reason']}" for s in skipped]
     warnings += geom.warnings
@@ -145,39 +143,46 @@ def only_series(result: ScanResult, path: str | Path) -> SeriesRecord:
     return result.series[0]
 
 
-def _job(fh: FileHeader) -> DecodeJob:
-    return DecodeJob(
-        path=fh.path,
-        rows=fh.rows,
-        columns=fh.columns,
-        n_frames=fh.number_of_frames,
-        bits_allocated=fh.bits_allocated,
-        bits_stored=fh.bits_stored,
-        pixel_representation=fh.pixel_representation,
-        transfer_syntax=fh.transfer_syntax,
-        byte_order=fh.byte_order,
-        offset=fh.pixel_offset,
-    )
+def _to_hu(
+    stored: np.ndarray, frames: list[FrameRef], workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """HU and padding mask, vectorised over runs of planes that share rescale and padding.
 
-
-def _to_hu(stored: np.ndarray, frames: list[FrameRef]) -> tuple[np.ndarray, np.ndarray]:
-    """HU and padding mask, vectorised over runs of planes that share rescale and padding."""
-    keys = [(f.rescale, _padding_key(f)) for f in frames]
+    Contiguous runs are converted in place, in chunks of slices spread over a few threads
+    (numpy releases the GIL), so the conversion runs at memory speed on every core.
+    """
+    keys = [(f.rescale, padding_spec(f.header)) for f in frames]
     hu = np.empty(stored.shape, dtype=np.float32)
     mask = np.empty(stored.shape, dtype=bool)
-    for key, idx in _groups(keys):
-        rescale, spec = key
-        sel: Any = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
-        h = stored_to_hu(stored[sel], rescale)
-        m = padding_mask(stored[sel], h, spec)
-        h[m] = PADDING_HU
-        hu[sel] = h
-        mask[sel] = m
+    tasks: list[tuple[Any, Any, Any]] = []
+    for (rescale, spec), idx in _groups(keys):
+        if idx[-1] - idx[0] + 1 == len(idx):  # contiguous run: chunks of in-place views
+            for start in range(idx[0], idx[-1] + 1, HU_CHUNK):
+                tasks.append((slice(start, min(start + HU_CHUNK, idx[-1] + 1)), rescale, spec))
+        else:
+            tasks.append((idx, rescale, spec))
+
+    def convert(task: tuple[Any, Any, Any]) -> None:
+        sel, rescale, spec = task
+        if isinstance(sel, slice):
+            h, m = hu[sel], mask[sel]
+            stored_to_hu(stored[sel], rescale, out=h)
+            if padding_mask(stored[sel], rescale, spec, out=m).any():
+                np.copyto(h, np.float32(PADDING_HU), where=m)
+        else:
+            h = stored_to_hu(stored[sel], rescale)
+            m = padding_mask(stored[sel], rescale, spec)
+            h[m] = PADDING_HU
+            hu[sel], mask[sel] = h, m
+
+    threads = min(len(tasks), workers or default_workers(), 8)
+    if threads <= 1:
+        for task in tasks:
+            convert(task)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(convert, tasks))
     return hu, mask
-
-
-def _padding_key(frame: FrameRef) -> tuple[int, int] | None:
-    return padding_spec(frame.header)
 
 
 def _groups(keys: list[Any]) -> Iterable[tuple[Any, list[int]]]:
@@ -191,8 +196,7 @@ def _meta(record: SeriesRecord, fh: FileHeader) -> dict[str, Any]:
     ds = fh.header
     meta: dict[str, Any] = {}
     for name in META_TAGS:
-        value = ds.get(name)
-        meta[name] = _plain(value)
+        meta[name] = _plain(value(ds, name))
     meta["StudyInstanceUID"] = meta["StudyInstanceUID"] or record.study_uid
     meta["SeriesInstanceUID"] = meta["SeriesInstanceUID"] or record.series_uid
     spec = padding_spec(ds)

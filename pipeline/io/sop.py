@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from pipeline.io.tags import value
+
 DICOMDIR_SOP = "1.2.840.10008.1.3.10"
 CT_IMAGE_SOPS = {
     "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
@@ -29,10 +31,10 @@ def classify_sop(ds: Dataset) -> str | None:
     media_sop = ""
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        media_sop = str(meta.get("MediaStorageSOPClassUID", ""))
+        media_sop = str(value(meta, "MediaStorageSOPClassUID") or "")
     if media_sop == DICOMDIR_SOP or "DirectoryRecordSequence" in ds:
         return "DICOMDIR (media directory index, not an image)"
-    sop = str(ds.get("SOPClassUID", "") or media_sop)
+    sop = str(value(ds, "SOPClassUID") or media_sop)
     if sop in CT_IMAGE_SOPS:
         return None
     for prefix, reason in _PREFIX_REASONS:
@@ -44,13 +46,13 @@ def classify_sop(ds: Dataset) -> str | None:
 def is_localizer(ds: Dataset) -> bool:
     """True for scout/localizer images (ImageType value 3, or FrameType for Enhanced CT)."""
     for name in ("ImageType", "FrameType"):
-        value = ds.get(name)
-        if value is None:
+        found = value(ds, name)
+        if found is None:
             continue
         values = (
-            [str(v).strip().upper() for v in value]
-            if not isinstance(value, str)
-            else [v.strip().upper() for v in str(value).split("\\")]
+            [str(v).strip().upper() for v in found]
+            if not isinstance(found, str)
+            else [v.strip().upper() for v in found.split("\\")]
         )
         if len(values) >= 3 and values[2] == "LOCALIZER":
             return True

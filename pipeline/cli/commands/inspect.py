@@ -60,13 +60,14 @@ def _describe(rec: SeriesRecord, headers_only: bool, workers: int | None) -> dic
     from pipeline.errors import LdctError
     from pipeline.io.geometry import sort_slices
     from pipeline.io.read import read_series
+    from pipeline.io.tags import value
 
     first = rec.files[0]
     row: dict[str, Any] = {
         "patient_id": rec.patient_id,
         "patient_name": rec.patient_name,
         "study_uid": rec.study_uid,
-        "study_description": str(first.header.get("StudyDescription", "")),
+        "study_description": str(value(first.header, "StudyDescription") or ""),
         "series_uid": rec.series_uid,
         "part": rec.part,
         "series_number": rec.series_number,

@@ -1,0 +1,92 @@
+"""Fast, quiet access to header values during scanning.
+
+pydicom converts raw elements lazily through a general (and, per element, slow) machinery and
+warns about every non-conformant value it meets. Scanning thousands of files touches ~25 tags
+each, so :func:`value` parses the common VRs (US/SS/UL/SL/FL/FD, IS/DS, UI/CS/SH/AS/DA/TM)
+straight from the raw bytes and falls back to pydicom for anything else; :func:`quiet`
+silences pydicom's log and warnings while we read (non-conformant values are reported by us
+where they matter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+import warnings
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+_BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_ASCII = {"UI", "CS", "SH", "AS", "DA", "TM", "DT"}
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Mute pydicom's logger and Python warnings inside the block."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@cache
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(f"unknown DICOM keyword {keyword}")
+    return int(tag)
+
+
+@cache
+def _vr(tag: int) -> str | None:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
+
+
+def value(ds: Dataset, keyword: str) -> Any:
+    """The value of ``keyword`` (None if absent or empty); single values unwrapped."""
+    tag = _tag(keyword)
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement) and elem.value is not None:
+        vr = elem.VR or _vr(tag)
+        raw = elem.value
+        if vr in _BINARY:
+            fmt = _BINARY[vr]
+            n = len(raw) // struct.calcsize(fmt)
+            if n == 0:
+                return None
+            order = "<" if elem.is_little_endian else ">"
+            vals = struct.unpack(f"{order}{n}{fmt}", raw[: n * struct.calcsize(fmt)])
+            return vals[0] if n == 1 else list(vals)
+        if vr in ("IS", "DS") or vr in _ASCII:
+            text = raw.decode("latin-1").strip(" \x00")
+            if not text:
+                return None
+            parts = [p.strip(" \x00") for p in text.split("\\")]
+            if vr == "IS":
+                nums: list[Any] = [int(float(p)) for p in parts]
+            elif vr == "DS":
+                nums = [float(p) for p in parts]
+            else:
+                return parts[0] if len(parts) == 1 else parts
+            return nums[0] if len(nums) == 1 else nums
+    with quiet():
+        out = ds.get(keyword)
+    if out is None or out == "":
+        return None
+    return out
