@@ -31,6 +31,10 @@ class DataConfig(StrictModel):
     root: Path | None = Field(None, description="dataset root in any supported layout")
     manifest: Path | None = Field(None, description="CSV/YAML pair manifest (instead of root)")
     splits_file: Path | None = Field(None, description="split manifest (ldct dataset split)")
+    strict_pairing: bool = Field(
+        True,
+        description="refuse the dataset if any patient cannot be paired; false: skip and log them",
+    )
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     split_seed: int = 0
@@ -96,7 +100,7 @@ def build_loaders(
     from pipeline.data.cache import build_store
     from pipeline.data.datasets import build_eval_loader, build_train_loader
 
-    specs = pairs if pairs is not None else discover_pairs(cfg.source)
+    specs = pairs if pairs is not None else discover_pairs(cfg.source, strict=cfg.strict_pairing)
     splits = resolve_splits(cfg, specs)
     by_split = assign(specs, splits)
     if not by_split["train"]:

@@ -10,6 +10,7 @@ would silently teach a denoiser to blur, so it is never returned.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 from pipeline.errors import DatasetError, LdctError
 from pipeline.io.volume import CTVolume
+
+log = logging.getLogger(__name__)
 
 #: Reads one series (a folder holding one CT series, or a file) into a volume.
 VolumeReader = Callable[[Path], CTVolume]
@@ -256,9 +259,11 @@ def discover_pairs(source: str | Path, *, strict: bool = True) -> list[PairSpec]
     found = scan_pairs(Path(source))
     if found.problems and strict:
         raise DatasetError(
-            f"{source}: {len(found.problems)} problem(s) while pairing:\n  - "
-            + "\n  - ".join(found.problems)
+            f"{source}: {len(found.problems)} problem(s) while pairing (fix them, or skip those "
+            "patients with data.strict_pairing: false):\n  - " + "\n  - ".join(found.problems)
         )
+    for msg in found.problems:
+        log.warning("skipped: %s", msg)
     if not found.pairs:
         raise DatasetError(f"{source}: no low/full-dose pairs found ({found.hint})")
     return found.pairs
