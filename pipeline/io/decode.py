@@ -214,15 +214,15 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
             trouble = True  # nothing finished for DECODE_TIMEOUT_S: something hangs
         for fut in done:
             try:
-                for i, res in zip(futures[fut], fut.result(), strict=True):
-                    results[i] = res
+                for i, decoded in zip(futures[fut], fut.result(), strict=True):
+                    results[i] = decoded
             except BrokenProcessPool:
                 trouble = True
     if trouble:
         log.warning("a decoder crashed or hung; retrying the remaining files one by one")
         _shutdown_pool(kill=True)
-        for i, res in enumerate(results):
-            if res is None:
+        for i in range(len(jobs)):
+            if results[i] is None:
                 results[i] = _decode_alone(jobs[i])
     return [r if r is not None else "not decoded" for r in results]
 

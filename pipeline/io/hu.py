@@ -62,13 +62,24 @@ def rescale_for_frame(ds: Dataset, groups: list[Dataset]) -> Rescale:
         return Rescale(s, i, "rescale")
     lut_seq = ds.get("ModalityLUTSequence") if MODALITY_LUT_TAG in ds._dict else None
     if lut_seq:
-        item = lut_seq[0]
-        desc = [int(v) for v in item.LUTDescriptor]
-        first = desc[1]
-        data = item.LUTData
-        values = tuple(float(v) for v in (data if isinstance(data, (list, tuple)) else [data]))
-        return Rescale(1.0, 0.0, "modality-lut", (first, values))
+        return Rescale(1.0, 0.0, "modality-lut", _lut_table(lut_seq[0], ds))
     return Rescale(1.0, 0.0, "none")
+
+
+def _lut_table(item: Dataset, ds: Dataset) -> tuple[int, tuple[float, ...]]:
+    """(first stored value mapped, table) of a Modality LUT Sequence item (PS3.3 C.11.1)."""
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    if int(value(ds, "PixelRepresentation") or 0) == 1 and first >= 2**15:
+        first -= 2**16  # first mapped value is signed for signed pixel data
+    data = item.LUTData
+    if isinstance(data, bytes):
+        table = np.frombuffer(data, dtype="<u2" if bits > 8 else "u1")
+    else:
+        table = np.atleast_1d(np.asarray(list(data) if not np.isscalar(data) else [data]))
+    n = entries or 2**16
+    if table.size < n:
+        raise ValueError(f"Modality LUT holds {table.size} entries, descriptor says {n}")
+    return first, tuple(float(v) for v in table[:n])
 
 
 def padding_spec(ds: Dataset) -> tuple[int, int] | None:

@@ -52,7 +52,6 @@ def test_pydicom_test_files_corpus() -> None:
     assert stats["series"] == stats["read"] == 5
 
 
-@pytest.mark.slow
 def test_pydicom_data_corpus() -> None:
     dirs = _corpus_dirs()
     if len(dirs) < 2:

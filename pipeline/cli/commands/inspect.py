@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ def inspect(
     from pipeline.io.discover import scan
 
     result = scan(paths)
+    # series warnings are printed in the table below; don't repeat them as log lines
+    logging.getLogger("pipeline.io.read").setLevel(logging.WARNING)
     rows = [_describe(rec, headers_only, workers) for rec in result.series]
     if as_json:
         doc = {
