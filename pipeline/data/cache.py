@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Default in-memory budget for decoded HU arrays.
 DEFAULT_BUDGET_BYTES = 4 * 1024**3
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class PairInfo:
     patient: str
     shape: tuple[int, int, int]  # (Z, Y, X)
     positions_mm: tuple[float, ...]
+    #: SOPInstanceUIDs of both series (empty for in-memory volumes without slice records)
+    sop_uids: tuple[str, ...] = ()
 
 
 def _series_fingerprint(path: Path) -> list[tuple[str, int, int]]:
@@ -125,6 +127,7 @@ def _info(pair: Pair) -> PairInfo:
         patient=pair.spec.patient,
         shape=pair.low.shape,
         positions_mm=tuple(float(v) for v in pair.positions_mm),
+        sop_uids=tuple(s.sop_instance_uid for s in (*pair.low.slices, *pair.full.slices)),
     )
 
 
@@ -147,6 +150,7 @@ def _read_entry_info(d: Path) -> PairInfo | None:
             patient=data["patient"],
             shape=(int(data["shape"][0]), int(data["shape"][1]), int(data["shape"][2])),
             positions_mm=tuple(data["positions_mm"]),
+            sop_uids=tuple(data.get("sop_uids", ())),
         )
     except (OSError, ValueError, KeyError):
         return None

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from pipeline.config import StrictModel
 from pipeline.data.pairs import POSITION_TOL_MM, PairSpec, discover_pairs, load_pair
-from pipeline.data.splits import Splits, assign, load_splits, make_splits
+from pipeline.data.splits import Splits, assign, check_slice_leakage, load_splits, make_splits
 from pipeline.data.transforms import AIR_THRESHOLD_HU
 from pipeline.errors import ConfigError
 
@@ -126,9 +126,10 @@ def build_loaders(
         max_air_fraction=cfg.max_air_fraction,
     )
     val = None
+    stores = {"train": train_store}
     if by_split["val"]:
         left = budget if train_store.on_disk else max(budget - train_store.nbytes, 0)
-        val_store = build_store(
+        val_store = stores["val"] = build_store(
             by_split["val"], cache_dir=cfg.cache_dir, budget_bytes=left, loader=loader
         )
         val = build_eval_loader(
@@ -137,6 +138,9 @@ def build_loaders(
             num_workers=min(cfg.num_workers, 1),
             slice_stride=cfg.val_slice_stride,
         )
+    check_slice_leakage(
+        {name: {i.name: i.sop_uids for i in st.infos} for name, st in stores.items()}
+    )
     log.info(
         "data: %d train / %d val / %d test pair(s)",
         len(by_split["train"]),

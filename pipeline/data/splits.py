@@ -76,6 +76,29 @@ def check_leakage(splits: Splits, pairs: Sequence[PairSpec] = ()) -> None:
         raise DatasetError("split leakage:\n  - " + "\n  - ".join(problems))
 
 
+def check_slice_leakage(uids_by_split: dict[str, dict[str, Iterable[str]]]) -> None:
+    """Raise DatasetError if one SOPInstanceUID (slice) occurs in pairs of two splits.
+
+    ``uids_by_split`` maps split -> pair name -> the pair's SOPInstanceUIDs. This catches a copy
+    of a series filed under another patient name, which path and patient checks cannot see.
+    """
+    owner: dict[str, tuple[str, str]] = {}
+    problems: list[str] = []
+    for split, pairs in uids_by_split.items():
+        for name, uids in pairs.items():
+            clash: dict[tuple[str, str], int] = {}
+            for uid in uids:
+                prev = owner.setdefault(uid, (name, split))
+                if prev[1] != split:
+                    clash[prev] = clash.get(prev, 0) + 1
+            problems += [
+                f"{n} slice(s) of {name!r} ({split}) are also in {other!r} ({other_split})"
+                for (other, other_split), n in sorted(clash.items())
+            ]
+    if problems:
+        raise DatasetError("slice leakage across splits:\n  - " + "\n  - ".join(problems))
+
+
 def make_splits(
     patients: Iterable[str],
     *,

@@ -53,3 +53,35 @@ def test_build_loaders_from_root_with_splits_file(tmp_path, write_dicom_pair):
     val = list(loaders.val)
     assert [b["patient"][0] for b in val] == ["P2", "P2"] and val[0]["full"].shape == (1, 1, 32, 32)
     assert len(list((tmp_path / "cache").iterdir())) == 3  # decoded once, cached on disk
+
+
+def test_copied_series_under_another_patient_is_a_slice_leak(tmp_path, write_dicom_pair):
+    import shutil
+
+    root = tmp_path / "ds"
+    for i in range(2):
+        write_dicom_pair(
+            root / f"P{i}" / "quarter_dose",
+            root / f"P{i}" / "full_dose",
+            patient=f"P{i}",
+            seed=i,
+            n_slices=2,
+            size=32,
+        )
+    shutil.copytree(root / "P0", root / "P9")  # same files (same SOP UIDs), another folder name
+    splits = tmp_path / "splits.yaml"
+    save_splits(explicit_splits(["P0", "P1"], ["P9"]), splits)
+    cfg = load_config(
+        DataConfig,
+        overrides=[
+            f"root={root}",
+            f"splits_file={splits}",
+            "patch_size=16",
+            "batch_size=4",
+            "num_workers=0",
+        ],
+    )
+    from pipeline.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=r"4 slice\(s\) of 'P9' \(val\) are also in 'P0'"):
+        build_loaders(cfg, seed=0)

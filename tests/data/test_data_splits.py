@@ -80,3 +80,13 @@ def test_bad_manifest_is_a_dataset_error(tmp_path):
     p.write_text("train: P1\n")
     with pytest.raises(DatasetError, match="'train' must be a list"):
         load_splits(p)
+
+
+def test_slice_leakage_by_sop_uid():
+    from pipeline.data.splits import check_slice_leakage
+
+    check_slice_leakage({"train": {"A": ["1", "2"]}, "val": {"B": ["3"]}})
+    with pytest.raises(
+        DatasetError, match=r"1 slice\(s\) of 'B' \(val\) are also in 'A' \(train\)"
+    ):
+        check_slice_leakage({"train": {"A": ["1", "2"]}, "val": {"B": ["2", "3"]}})
