@@ -41,7 +41,7 @@ def code_version() -> dict[str, Any]:
         "package": "ldct-pipeline",
         "version": pipeline.__version__,
         "git_commit": git_commit(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
     }
 

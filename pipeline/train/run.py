@@ -8,6 +8,7 @@ checkpoint's ``extra`` holds the resolved config, the code version and the data-
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -91,6 +92,10 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
                 "another output_dir"
             )
         seed_everything(cfg.seed)
+        # model and objective first: a missing VGG weights file fails before data decoding
+        model: nn.Module = build_model(cfg.model.name, **cfg.model.params)
+        objective = build_objective(cfg.loss)
+        amp = resolve_amp(cfg.precision.value, env.device)
         loaders = build_loaders(cfg.data, seed=cfg.seed)
         per_rank = D.per_rank_batch(cfg.data.batch_size, env)
         batches = EpochBatches(
@@ -102,9 +107,6 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             epoch_ids=True,
         )
         val_loader = loaders.val
-        model: nn.Module = build_model(cfg.model.name, **cfg.model.params)
-        objective = build_objective(cfg.loss)
-        amp = resolve_amp(cfg.precision.value, env.device)
         root = cfg.data.root if cfg.data.root is not None else cfg.data.manifest
         root_dir = root if root is None or root.is_dir() else root.parent
         meta: dict[str, Any] = {
@@ -121,6 +123,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             "world_size": env.world_size,
             "model": {"name": cfg.model.name, "params": cfg.model.params},
         }
+        meta = json.loads(json.dumps(meta, default=str))  # plain data: weights_only-loadable
         log.info(
             "training %s for %d steps (global batch %d on %d process(es), %s, loss %s)",
             cfg.model.name,
