@@ -228,20 +228,47 @@ def seam_from_energy(energy_x: np.ndarray, energy_y: np.ndarray) -> SeamResult:
     return SeamResult(float(zy[iy]), f"y={iy + 1}", zx, zy, energy_x, energy_y)
 
 
+def quiet_mask(
+    input_hu: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    grad_hu_px: float = 40.0,
+    sigma_px: float = 2.0,
+    dilate_px: int = 3,
+) -> np.ndarray:
+    """``mask`` minus the neighbourhood of anatomical edges of the *input* image.
+
+    A tile seam exists only in the denoised image, so pixels near edges of the input (where
+    a denoiser's residual legitimately has line structure) can be left out of the seam test.
+    Edge = gradient magnitude of the Gaussian-smoothed input above ``grad_hu_px`` HU/px.
+    """
+    g = ndi.gaussian_gradient_magnitude(input_hu.astype(np.float64), sigma_px)
+    edges = ndi.binary_dilation(g > grad_hu_px, iterations=dilate_px)
+    base = np.ones(input_hu.shape, bool) if mask is None else mask.astype(bool)
+    return np.asarray(base & ~edges)
+
+
 def score_slice(
     residual: np.ndarray,
     mask: np.ndarray | None = None,
     *,
+    input_hu: np.ndarray | None = None,
     tile_stride_px: int | None = None,
     thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
 ) -> SliceArtifact:
-    """Spectral + seam test of one residual slice -> score, strongest peak, flag."""
+    """Spectral + seam test of one residual slice -> score, strongest peak, flag.
+
+    ``mask`` limits the seam test (e.g. the eroded body); with ``input_hu`` the neighbourhood
+    of the input's edges is left out too (:func:`quiet_mask`).
+    """
     periods: tuple[float, ...] = SUSPECT_PERIODS_PX
     if tile_stride_px:
         periods = (*periods, float(tile_stride_px))
     peaks = spectral_peaks(residual, periods)
     top = max(peaks, key=lambda p: p.ratio_db) if peaks else None
     score = top.ratio_db if top is not None else float("-inf")
+    if input_hu is not None:
+        mask = quiet_mask(input_hu, mask)
     seam = seam_scan(residual, mask)
     flagged = score >= thresholds.score_db or seam.z >= thresholds.seam_z
     return SliceArtifact(score, top, seam, flagged)

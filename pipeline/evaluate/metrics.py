@@ -161,16 +161,26 @@ def ssim_map(
     k = weights.numel()
     if pred.shape[-1] < k or pred.shape[-2] < k:
         raise LdctError(f"ssim: images must be at least {k}x{k}, found {tuple(pred.shape[-2:])}")
-    stack = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
+    b, _, h, w = pred.shape
+    stack = torch.empty((b, 5, h, w), dtype=pred.dtype, device=pred.device)
+    stack[:, 0:1] = pred
+    stack[:, 1:2] = target
+    torch.mul(pred, pred, out=stack[:, 2:3])
+    torch.mul(target, target, out=stack[:, 3:4])
+    torch.mul(pred, target, out=stack[:, 4:5])
     ux, uy, uxx, uyy, uxy = separable_filter_valid(stack, weights).unbind(dim=1)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
-    num = (2 * ux * uy + c1) * (2 * vxy + c2)
-    den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
-    return (num / den).unsqueeze(1)
+    # in-place form of (2 ux uy + c1)(2 vxy + c2) / ((ux^2 + uy^2 + c1)(vx + vy + c2)),
+    # v* = cov_norm * (filtered second moment - product of means)
+    uxuy = ux * uy
+    sq = ux * ux
+    sq.addcmul_(uy, uy)  # ux^2 + uy^2
+    num2 = uxy.sub_(uxuy).mul_(2.0 * cov_norm).add_(c2)  # 2 vxy + c2 (uxy reused)
+    den2 = uxx.add_(uyy).sub_(sq).mul_(cov_norm).add_(c2)  # vx + vy + c2 (uxx reused)
+    num = uxuy.mul_(2.0).add_(c1).mul_(num2)
+    den = sq.add_(c1).mul_(den2)
+    return num.div_(den).unsqueeze(1)
 
 
 def ssim(

@@ -7,10 +7,10 @@ Input roles: ``low`` (the denoiser's input, required), ``full`` (reference, opti
 1. **low <-> full.** If ``full`` and ``low`` are the same path, it is a dataset root or a
    manifest read by :func:`pipeline.data.pairs.discover_pairs` (demo ``<patient>/{full_dose,
    quarter_dose}``, Mayo, TCIA layouts); the layout vouches for the pairing, so differing
-   FrameOfReferenceUIDs are accepted there (geometry and positions are still checked). Otherwise both trees are scanned and each low-dose
-   series is paired with the full-dose series of the same PatientID and FrameOfReferenceUID
-   (the same StudyInstanceUID breaks ties); when each tree holds exactly one series they are
-   paired directly.
+   FrameOfReferenceUIDs are accepted there (geometry and positions are still checked).
+   Otherwise both trees are scanned and each low-dose series is paired with the full-dose
+   series of the same PatientID and FrameOfReferenceUID (the same StudyInstanceUID breaks
+   ties); when each tree holds exactly one series they are paired directly.
 2. **denoised <-> low.** A denoised series belongs to the low-dose series whose SOP instances
    its SourceImageSequence references (as ``ldct denoise`` writes them); series without that
    reference fall back to the same PatientID + FrameOfReferenceUID + slice count.

@@ -14,7 +14,7 @@ profile is meaningless, so every table row and JSON summary names its profile.
 
 Windowing goes through :mod:`pipeline.data.intensity` (the one home of windows). SSIM is not
 invariant to a shift of the values (its luminance term), so the two window conventions differ:
-``redcnn`` computes on the *clipped HU* values (``unwindow(apply_window(hu))``) with
+``redcnn`` computes on the *clipped HU* values (``hu`` clamped to the window's bounds) with
 data_range 400, LDCT-Bench on the window mapped to [0, 1] with data_range 1, as their codes do.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import torch
 
-from pipeline.data.intensity import Window, apply_window, get_window, unwindow
+from pipeline.data.intensity import Window, apply_window, get_window
 from pipeline.errors import ConfigError
 from pipeline.evaluate import metrics as M
 
@@ -161,11 +161,13 @@ def compute_profile(
         mask = body_mask
     x, y = pred_hu, target_hu
     dr = p.data_range if p.data_range is not None else 1.0  # unused by rmse/mae
-    if p.window is not None:
+    if p.window is not None and p.value_space == "clipped_hu":
+        # HU clipped to the window bounds: same values as unwindow(apply_window(hu)), one pass
+        x = pred_hu.clamp(p.window.lo_hu, p.window.hi_hu)
+        y = target_hu.clamp(p.window.lo_hu, p.window.hi_hu)
+    elif p.window is not None:
         x = apply_window(pred_hu, p.window)
         y = apply_window(target_hu, p.window)
-        if p.value_space == "clipped_hu":
-            x, y = unwindow(x, p.window), unwindow(y, p.window)
     out: dict[str, torch.Tensor] = {}
     for name in p.metrics:
         if name == "psnr":

@@ -134,7 +134,13 @@ def grid_artifacts(
         results: list[SliceArtifact] = []
         for z in range(vols["denoised"].shape[0]):
             res = vols["denoised"][z].astype(np.float64) - vols[ref][z]
-            sa = score_slice(res, inner[z], tile_stride_px=tile_stride_px, thresholds=thresholds)
+            sa = score_slice(
+                res,
+                inner[z],
+                input_hu=vols["low"][z],
+                tile_stride_px=tile_stride_px,
+                thresholds=thresholds,
+            )
             results.append(sa)
             slice_rows.append(
                 {

@@ -16,18 +16,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from pipeline.errors import LdctError
 from pipeline.evaluate import qa, stats
 from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, ArtifactThresholds
+from pipeline.evaluate.batched import compute_profiles
 from pipeline.evaluate.body_mask import body_mask
 from pipeline.evaluate.pairing import EvalItem, pair_inputs
 from pipeline.evaluate.profiles import (
     DEFAULT_PROFILES,
     METRIC_UNITS,
     MetricProfile,
-    compute_profile,
     get_profile,
 )
 from pipeline.evaluate.provenance import (
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 TABLES = ("per_slice", "per_patient", "cohort", "tests", "roi", "qa", "nps")
 TABLES_ARTIFACTS = ("artifact_slices", "artifacts")
-BATCH_SLICES = 16
 
 
 @dataclass
@@ -97,33 +95,27 @@ def slice_metrics(
     full = vols["full"]
     sop = [s.sop_instance_uid for s in full.slices] or [""] * full.hu.shape[0]
     frames = []
-    n = full.hu.shape[0]
+    idx = np.arange(full.hu.shape[0])
     for role in ("low", "denoised"):
         if role not in vols:
             continue
-        for start in range(0, n, BATCH_SLICES):
-            sl = slice(start, min(n, start + BATCH_SLICES))
-            pred = torch.from_numpy(np.ascontiguousarray(vols[role].hu[sl], np.float32))[:, None]
-            ref = torch.from_numpy(np.ascontiguousarray(full.hu[sl], np.float32))[:, None]
-            mask = torch.from_numpy(body[sl])[:, None]
-            idx = np.arange(sl.start, sl.stop)
-            for prof in profiles:
-                for metric, values in compute_profile(pred, ref, prof, body_mask=mask).items():
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "patient": patient,
-                                "slice_index": idx,
-                                "z_mm": positions_mm[idx],
-                                "sop_instance_uid": [sop[i] for i in idx],
-                                "comparison": f"{role}_vs_full",
-                                "profile": prof.name,
-                                "metric": metric,
-                                "value": values.double().numpy(),
-                                "unit": METRIC_UNITS[metric],
-                            }
-                        )
-                    )
+        values = compute_profiles(vols[role].hu, full.hu, profiles, body)
+        for (prof, metric), v in values.items():
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "patient": patient,
+                        "slice_index": idx,
+                        "z_mm": positions_mm[idx],
+                        "sop_instance_uid": sop,
+                        "comparison": f"{role}_vs_full",
+                        "profile": prof,
+                        "metric": metric,
+                        "value": v,
+                        "unit": METRIC_UNITS[metric],
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)[stats.SLICE_COLUMNS]
 
 
@@ -169,8 +161,9 @@ def evaluate(
         if item.denoised is not None:
             mrow = manifest.get(item.denoised.series_uid, {})
             if mrow:
-                models[item.patient] = {k: mrow.get(k) for k in ("model_name", "model_sha256",
-                                                                  "precision", "tiling")}
+                models[item.patient] = {
+                    k: mrow.get(k) for k in ("model_name", "model_sha256", "precision", "tiling")
+                }
                 stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
         rows["per_slice"].append(slice_metrics(item.patient, vols, body, profs, _positions(ref)))
         roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
@@ -224,7 +217,9 @@ def _s(p: str | Path | None) -> str | None:
 def _build_tables(rows: dict[str, list[Any]]) -> dict[str, pd.DataFrame]:
     frames = [f for f in rows["per_slice"] if len(f)]
     per_slice = (
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=stats.SLICE_COLUMNS)
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=stats.SLICE_COLUMNS)
     )
     per_patient = stats.per_patient(per_slice)
     tables = {

@@ -30,8 +30,12 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         smooth = np.where(keep, low.hu, smooth)
         for out, hu, key in ((plain, smooth, "plain"), (grid, smooth + checker, "grid")):
             write_derived_series(
-                low, hu, out / pdir.name, series_description=f"denoised {key}",
-                derivation_description=f"test {key}", uid_key=f"test-{key}",
+                low,
+                hu,
+                out / pdir.name,
+                series_description=f"denoised {key}",
+                derivation_description=f"test {key}",
+                uid_key=f"test-{key}",
             )
     return {"data": data, "plain": plain, "grid": grid, "root": root}
 
@@ -39,8 +43,15 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_evaluate_full_reference_tables(cohort: dict[str, Path], run_cli) -> None:  # type: ignore[no-untyped-def]
     out = cohort["root"] / "out_plain"
     res = run_cli(
-        "evaluate", "--full", str(cohort["data"]), "--low", str(cohort["data"]),
-        "--denoised", str(cohort["plain"]), "--out", str(out),
+        "evaluate",
+        "--full",
+        str(cohort["data"]),
+        "--low",
+        str(cohort["data"]),
+        "--denoised",
+        str(cohort["plain"]),
+        "--out",
+        str(out),
     )
     assert res.exit_code == 0, res.stderr + res.stdout
     for name in ("per_slice", "per_patient", "cohort", "tests", "roi", "qa", "nps", "artifacts"):
@@ -52,10 +63,18 @@ def test_evaluate_full_reference_tables(cohort: dict[str, Path], run_cli) -> Non
     assert len(ps) == 2 * 4 * 2 * (2 + 2 + 2)  # patients x slices x comparisons x metrics
     # the per-patient mean is the mean of that patient's slice values
     pp = pd.read_csv(out / "per_patient.csv")
-    sel = ps[(ps.patient == "DEMO001") & (ps.comparison == "low_vs_full") & (ps.metric == "psnr")
-             & (ps.profile == "redcnn")]
-    row = pp[(pp.patient == "DEMO001") & (pp.comparison == "low_vs_full") & (pp.metric == "psnr")
-             & (pp.profile == "redcnn")].iloc[0]
+    sel = ps[
+        (ps.patient == "DEMO001")
+        & (ps.comparison == "low_vs_full")
+        & (ps.metric == "psnr")
+        & (ps.profile == "redcnn")
+    ]
+    row = pp[
+        (pp.patient == "DEMO001")
+        & (pp.comparison == "low_vs_full")
+        & (pp.metric == "psnr")
+        & (pp.profile == "redcnn")
+    ].iloc[0]
     assert row["mean"] == pytest.approx(sel["value"].mean())
     # denoising (smoothing) lowers noise: ROI SD ratio < 1 and no grid flag on the plain series
     qa = pd.read_csv(out / "qa.csv")
@@ -73,8 +92,13 @@ def test_evaluate_flags_checkerboard_no_reference(cohort: dict[str, Path], run_c
     out = cohort["root"] / "out_grid"
     low_tree = cohort["data"]
     res = run_cli(
-        "evaluate", "--low", str(low_tree / "DEMO001" / "quarter_dose"),
-        "--denoised", str(cohort["grid"]), "--out", str(out),
+        "evaluate",
+        "--low",
+        str(low_tree / "DEMO001" / "quarter_dose"),
+        "--denoised",
+        str(cohort["grid"]),
+        "--out",
+        str(out),
     )
     # DEMO002's denoised series has no low-dose source here -> reported, exit code 1
     assert res.exit_code == 1

@@ -8,10 +8,12 @@ from scipy import ndimage as ndi
 from pipeline.evaluate.artifacts import (
     DEFAULT_THRESHOLDS,
     flag_patient,
+    quiet_mask,
     score_slice,
     seam_scan,
     spectrum_for_plot,
 )
+from pipeline.evaluate.qa import inner_mask
 from pipeline.evaluate.sharpness import edge_spread
 
 
@@ -54,10 +56,10 @@ def _checker(period: int, amp: float, shape: tuple[int, int] = (256, 256)) -> np
 
 def test_clean_slices_not_flagged_and_checkerboard_flagged() -> None:
     pairs = _phantom_residuals(6, 0)
-    clean = [score_slice(den - low) for low, den in pairs]
+    clean = [score_slice(den - low, inner_mask(low > -500), input_hu=low) for low, den in pairs]
     assert not any(s.flagged for s in clean)
     assert not flag_patient(clean).flagged
-    bad = [score_slice(den + _checker(2, 3.0) - low) for low, den in pairs]
+    bad = [score_slice(den + _checker(2, 3.0) - low, input_hu=low) for low, den in pairs]
     assert all(s.flagged for s in bad)
     pat = flag_patient(bad)
     assert pat.flagged and pat.top_period_px == 2 and pat.top_axis == "xy"
@@ -75,11 +77,24 @@ def test_grid_lines_and_tile_stride_detected() -> None:
 def test_seam_detected_at_tile_border() -> None:
     low, den = _phantom_residuals(1, 2)[0]
     seam = np.zeros_like(den)
-    seam[:, 128:] = 8.0  # an 8-HU offset between two tiles
-    res = seam_scan(den + seam - low)
+    seam[:, 128:] = 20.0  # a 20-HU offset between two tiles (one slice)
+    quiet = quiet_mask(low, inner_mask(low > -500))
+    res = seam_scan(den + seam - low, quiet)
     assert res.line == "x=128" and res.z >= DEFAULT_THRESHOLDS.seam_z
-    clean = seam_scan(den - low)
+    clean = seam_scan(den - low, quiet)
     assert clean.z < DEFAULT_THRESHOLDS.seam_z
+
+
+def test_seam_pooled_over_slices_flags_patient() -> None:
+    pairs = _phantom_residuals(8, 4)
+    seam = np.zeros((256, 256))
+    seam[:, 128:] = 12.0
+    res = [
+        score_slice(den + seam - low, inner_mask(low > -500), input_hu=low) for low, den in pairs
+    ]
+    pat = flag_patient(res)
+    assert pat.flagged and "seam at x=128" in pat.evidence
+    assert pat.max_seam_z >= DEFAULT_THRESHOLDS.seam_z_pooled
 
 
 def test_spectrum_for_plot_shapes() -> None:

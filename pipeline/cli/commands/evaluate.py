@@ -14,23 +14,32 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    low: Path = typer.Option(..., "--low", help="Low-dose input: series folder, tree or dataset root."),
+    low: Path = typer.Option(
+        ..., "--low", help="Low-dose input: series folder, tree or dataset root."
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder for the tables and summary.json."),
     full: Path | None = typer.Option(
-        None, "--full", help="Full-dose reference (omit for no-reference QA). Same as --low: a "
-        "dataset root (demo/mayo/tcia layout or manifest)."
+        None,
+        "--full",
+        help="Full-dose reference (omit for no-reference QA). Same as --low: a "
+        "dataset root (demo/mayo/tcia layout or manifest).",
     ),
     denoised: Path | None = typer.Option(
         None, "--denoised", help="Denoised series (e.g. an `ldct denoise` output tree)."
     ),
     profile: list[str] = typer.Option(
-        [], "--profile", "-p",
+        [],
+        "--profile",
+        "-p",
         help="Metric profile (repeatable): redcnn, ldctbench-abdomen, ldctbench-chest, "
         "ldctbench-neuro, hu. Default: redcnn, ldctbench-abdomen, hu.",
     ),
     tile_stride: int | None = typer.Option(
-        None, "--tile-stride", min=2, help="Inference tile stride (px) to test for seams/grids; "
-        "read from the denoise manifest when it says."
+        None,
+        "--tile-stride",
+        min=2,
+        help="Inference tile stride (px) to test for seams/grids; "
+        "read from the denoise manifest when it says.",
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Model checkpoint, for provenance (model hash, VGG weights)."
