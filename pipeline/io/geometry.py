@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.errors import GeometryError
 from pipeline.io.header import FrameRef
+from pipeline.io.tags import value
 
 #: relative deviation of a step from the typical step that counts as irregular
 SPACING_RTOL = 0.01
@@ -93,6 +94,22 @@ def sort_slices(
         positions_mm=dist_sorted,
         warnings=warnings,
     )
+
+
+def header_warnings(frames: Sequence[FrameRef]) -> list[str]:
+    """Series-level header inconsistencies worth a warning (not fatal)."""
+    out: list[str] = []
+    headers = list({id(f.header): f.header for f in frames}.values())
+    frames_of_ref = {str(value(h, "FrameOfReferenceUID") or "") for h in headers}
+    if len(frames_of_ref) > 1:
+        out.append(
+            f"files disagree on FrameOfReferenceUID ({len(frames_of_ref)} values): positions "
+            "may not share one coordinate system"
+        )
+    tilts = {float(value(h, "GantryDetectorTilt") or 0.0) for h in headers}
+    if any(abs(t) > TILT_TOL_DEG for t in tilts):
+        out.append(f"GantryDetectorTilt {sorted(tilts)} deg in the headers")
+    return out
 
 
 def _typical_step(steps: np.ndarray) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.errors import DicomError
 from pipeline.io.decode import default_workers
 from pipeline.io.discover import ScanResult, SeriesRecord, scan
-from pipeline.io.geometry import sort_slices
+from pipeline.io.geometry import header_warnings, sort_slices
 from pipeline.io.header import FileHeader, FrameRef
 from pipeline.io.hu import PADDING_HU, padding_mask, padding_spec, stored_to_hu
 from pipeline.io.stack import decode_stack
@@ -85,7 +85,7 @@ def read_series(
     hu, mask = _to_hu(stored, frames, workers)
     warnings = list(record.warnings)
     warnings += [f"skipped {Path(s['path']).name}: {s['reason']}" for s in skipped]
-    warnings += geom.warnings
+    warnings += geom.warnings + header_warnings(frames)
     for w in warnings:
         log.info("%s: %s", record.label, w)
     meta = _meta(record, by_path[frames[0].path])

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     generate_uid,
@@ -93,6 +94,7 @@ def make_series(
     seed: int = 0,
     per_slice_intercept: Sequence[float] | None = None,
     omit_rescale: bool = False,
+    extra_tags: dict[str, object] | None = None,
 ) -> SeriesSpec:
     """Write a CT series into ``out_dir`` and return what a reader must find."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +146,8 @@ def make_series(
             ds.RescaleType = "HU"
         if padding_stored is not None and tag_padding:
             ds.PixelPaddingValue = int(padding_stored)
+        for key, val in (extra_tags or {}).items():
+            setattr(ds, key, val)
         name = {
             "random": f"{rng.getrandbits(40):010x}",
             "dcm": f"slice_{written:04d}.dcm",
@@ -291,11 +295,8 @@ def _save(ds: Dataset, path: Path, transfer_syntax: str) -> None:
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
-    if (
-        transfer_syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-        and "PixelData" in ds
-    ):
+    if transfer_syntax in (ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
+        meta.TransferSyntaxUID = transfer_syntax
+    elif transfer_syntax != ExplicitVRLittleEndian and "PixelData" in ds:
         ds.compress(transfer_syntax)
-    elif transfer_syntax == ImplicitVRLittleEndian:
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)

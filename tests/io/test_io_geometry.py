@@ -82,3 +82,19 @@ def test_single_slice_uses_thickness(tmp_path: Path) -> None:
     make_series(tmp_path, n_slices=1, spacing=(3.0, 0.5, 0.5))
     vol = read_volume(tmp_path)
     assert vol.spacing_mm == pytest.approx((3.0, 0.5, 0.5))
+
+
+def test_header_tilt_and_frame_of_reference_warnings(tmp_path: Path) -> None:
+    make_series(tmp_path / "a", n_slices=3, extra_tags={"GantryDetectorTilt": 12.0})
+    vol = read_volume(tmp_path / "a")
+    assert "GantryDetectorTilt [12.0] deg in the headers" in vol.warnings
+    spec = make_series(tmp_path / "b", n_slices=3, shuffle=False)
+    import pydicom
+
+    ds = pydicom.dcmread(spec.paths[0])
+    ds.FrameOfReferenceUID = "1.2.3.4"
+    ds.save_as(spec.paths[0])
+    vol = read_volume(tmp_path / "b")
+    assert any(
+        w.startswith("files disagree on FrameOfReferenceUID (2 values)") for w in vol.warnings
+    )

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from io_dicom_factory import make_enhanced, make_series
 from pydicom.data import get_testdata_file
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from pipeline.errors import DicomError
 from pipeline.io.discover import scan
@@ -30,6 +30,7 @@ VARIANTS = {
     "monochrome1": {"photometric": "MONOCHROME1"},
     "implicit_vr": {"transfer_syntax": "1.2.840.10008.1.2"},
     "per_slice_intercept": {"per_slice_intercept": [-1024.0, 0.0, -1000.0, -1024.0]},
+    "deflated": {"transfer_syntax": DeflatedExplicitVRLittleEndian},
     "rle": {"transfer_syntax": RLELossless},
     "rle_unsigned_padded": {
         "transfer_syntax": RLELossless, "pixel_representation": 0, "padding_stored": 0,
