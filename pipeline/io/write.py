@@ -29,7 +29,6 @@ from pydicom.uid import (
     UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
-    generate_uid,
 )
 
 from pipeline import __version__
@@ -90,8 +89,14 @@ class WrittenSeries:
 
 
 def derive_uid(*parts: str) -> str:
-    """A deterministic ``2.25.<int>`` UID from the given strings (same parts -> same UID)."""
-    return str(generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts]))
+    """A deterministic ``2.25.<int>`` UID from the given strings (same parts -> same UID).
+
+    pydicom's ``generate_uid(prefix=None)`` ignores ``entropy_srcs`` (it returns a random UUID
+    UID), so the hash is taken here: the first 120 bits of SHA-256 as a decimal integer, as in
+    DICOM PS3.5 B.2 (UUID-derived ``2.25`` root; at most 41 characters, well within 64).
+    """
+    digest = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).digest()
+    return "2.25." + str(int.from_bytes(digest[:15], "big"))
 
 
 def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]:
