@@ -97,8 +97,11 @@ class DenoiseConfig(StrictModel):
     shard: str | None = None
     #: Threads decoding slices of one series.
     read_workers: int = Field(default=2, ge=1)
-    #: Series read ahead / queued for writing (bounds memory: ~3 volumes in flight at most).
+    #: Series read ahead / queued for writing (bounds memory: ~prefetch + 2 volumes in flight).
     prefetch: int = Field(default=1, ge=0, le=4)
+    #: Memory for series volumes in flight (MiB, 5 bytes/voxel); a read-ahead waits when the
+    #: next series would exceed it (one series always runs, whatever its size).
+    volume_budget_mb: int = Field(default=1024, ge=1)
     #: Denoise a series even when slices are missing (undecodable files, gaps in z); the
     #: derived series then has the same gaps. Default: such a series fails with the reason.
     allow_incomplete: bool = False

@@ -215,97 +215,105 @@ class SeriesRunner:
                 rows.append(done)
             else:
                 todo.append(item)
-        if not todo:
-            return rows
-        bar = progress_bar(desc="denoise", total=sum(i.facts.n_slices for i in todo), unit="slice")
-        depth = self.cfg.prefetch
-        pending_reads: deque[tuple[PlanItem, Future[_Timed]]] = deque()
-        pending_writes: deque[tuple[PlanItem, Future[ManifestRow], dict[str, float]]] = deque()
-        queue = iter(todo)
+        if todo:
+            rows += _Pipeline(self, todo).run()
+        return rows
 
-        def fill_reads(target: int) -> None:
-            while len(pending_reads) < target:
-                nxt = next(queue, None)
-                if nxt is None:
-                    return
-                pending_reads.append((nxt, reader.submit(self._read_stage, nxt)))
+    def failed(self, item: PlanItem, stage: str, exc: BaseException, **kw: object) -> ManifestRow:
+        log.debug("%s failed for %s", stage, item.facts.folder, exc_info=exc)
+        reason = f"{stage}: {describe_error(exc)}"
+        return _row(item, Status.FAILED, reason, self.shard, **self._model_kw(), **kw)
 
-        def drain_writes(keep: int) -> None:
-            while len(pending_writes) > keep:
-                it, fut, times = pending_writes.popleft()
-                try:
-                    row = fut.result()
-                    row.read_s, row.infer_s = times["read_s"], times["infer_s"]
-                except Exception as exc:
-                    log.debug("write failed for %s", it.facts.folder, exc_info=True)
-                    row = _row(
-                        it,
-                        Status.FAILED,
-                        f"write: {describe_error(exc)}",
-                        self.shard,
-                        **self._model_kw(),
-                        **times,
-                    )
-                rows.append(row)
-                bar.update(it.facts.n_slices)
 
+def volume_bytes(item: PlanItem) -> int:
+    """Memory one series holds while in flight: float32 HU + bool padding mask per voxel."""
+    f = item.facts
+    return f.n_slices * f.rows * f.columns * 5
+
+
+class _Pipeline:
+    """The three overlapped stages over a list of items, within a memory budget for volumes."""
+
+    def __init__(self, runner: SeriesRunner, todo: list[PlanItem]) -> None:
+        self.r = runner
+        self.queue = deque(todo)
+        self.budget = runner.cfg.volume_budget_mb * 2**20
+        self.depth = runner.cfg.prefetch
+        self.held: dict[str, int] = {}  # series key -> bytes, for every series in flight
+        self.reads: deque[tuple[PlanItem, Future[_Timed]]] = deque()
+        self.writes: deque[tuple[PlanItem, Future[ManifestRow], dict[str, float]]] = deque()
+        self.rows: list[ManifestRow] = []
+        self.bar = progress_bar(
+            desc="denoise", total=sum(i.facts.n_slices for i in todo), unit="slice"
+        )
+
+    def _finish(self, item: PlanItem, row: ManifestRow) -> None:
+        self.held.pop(item.facts.key, None)
+        self.rows.append(row)
+        self.bar.update(item.facts.n_slices)
+
+    def _fill_reads(self, reader: ThreadPoolExecutor, target: int) -> None:
+        """Queue reads up to ``target`` while the volumes in flight stay within the budget."""
+        while self.queue and len(self.reads) < target:
+            self._drain_writes(block_until=len(self.writes), only_done=True)
+            need = volume_bytes(self.queue[0])
+            if self.held and sum(self.held.values()) + need > self.budget:
+                return  # the next read starts once memory is released
+            item = self.queue.popleft()
+            self.held[item.facts.key] = need
+            self.reads.append((item, reader.submit(self.r._read_stage, item)))
+
+    def _drain_writes(self, block_until: int, only_done: bool = False) -> None:
+        """Collect finished writes; wait for the oldest ones while more than ``block_until``."""
+        while self.writes:
+            item, fut, times = self.writes[0]
+            if only_done and not fut.done():
+                return
+            if not only_done and len(self.writes) <= block_until:
+                return
+            self.writes.popleft()
+            try:
+                row = fut.result()
+                row.read_s, row.infer_s = times["read_s"], times["infer_s"]
+            except Exception as exc:
+                row = self.r.failed(item, "write", exc, **times)
+            self._finish(item, row)
+
+    def run(self) -> list[ManifestRow]:
         with (
             ThreadPoolExecutor(1, thread_name_prefix="ldct-read") as reader,
             ThreadPoolExecutor(1, thread_name_prefix="ldct-write") as writer,
         ):
-            fill_reads(1)
-            while pending_reads:
-                item, fut = pending_reads.popleft()
-                fill_reads(depth)  # the reader decodes the next series(s) while the model runs
+            while self.queue or self.reads:
+                self._fill_reads(reader, 1)
+                while not self.reads:  # the next series does not fit beside pending writes
+                    self._drain_writes(len(self.writes) - 1)  # wait for the oldest one
+                    self._fill_reads(reader, 1)
+                item, fut = self.reads.popleft()
+                self._fill_reads(reader, self.depth)  # decode the next series meanwhile
                 try:
                     timed = fut.result()
                 except Exception as exc:
-                    log.debug("read failed for %s", item.facts.folder, exc_info=True)
-                    rows.append(
-                        _row(
-                            item,
-                            Status.FAILED,
-                            f"read: {describe_error(exc)}",
-                            self.shard,
-                            **self._model_kw(),
-                        )
-                    )
-                    bar.update(item.facts.n_slices)
-                    fill_reads(1)
+                    self._finish(item, self.r.failed(item, "read", exc))
                     continue
-                vol = timed.volume
-                t0 = time.perf_counter()
+                vol, t0 = timed.volume, time.perf_counter()
                 try:
-                    plan_desc = self.denoiser.plan(vol.shape[1], vol.shape[2]).describe()
-                    self.denoiser.denoise_slices(vol.hu, out=vol.hu)
+                    plan_desc = self.r.denoiser.plan(vol.shape[1], vol.shape[2]).describe()
+                    self.r.denoiser.denoise_slices(vol.hu, out=vol.hu)
                 except Exception as exc:
-                    log.debug("inference failed for %s", item.facts.folder, exc_info=True)
-                    rows.append(
-                        _row(
-                            item,
-                            Status.FAILED,
-                            f"infer: {describe_error(exc)}",
-                            self.shard,
-                            **self._model_kw(),
-                            read_s=round(timed.read_s, 3),
-                        )
-                    )
-                    bar.update(item.facts.n_slices)
-                    fill_reads(1)
+                    self._finish(item, self.r.failed(item, "infer", exc, read_s=timed.read_s))
                     continue
                 times = {
                     "read_s": round(timed.read_s, 3),
                     "infer_s": round(time.perf_counter() - t0, 3),
                 }
-                drain_writes(max(0, depth - 1))
-                pending_writes.append(
-                    (item, writer.submit(self._write_stage, item, vol, plan_desc), times)
-                )
+                self._drain_writes(max(0, self.depth - 1))
+                job = writer.submit(self.r._write_stage, item, vol, plan_desc)
+                self.writes.append((item, job, times))
                 del vol, timed
-                fill_reads(1)
-            drain_writes(0)
-        bar.close()
-        return rows
+            self._drain_writes(0)
+        self.bar.close()
+        return self.rows
 
 
 def _write_dicom(

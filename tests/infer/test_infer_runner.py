@@ -1,0 +1,88 @@
+"""Runner: overlapped stages stay within the volume memory budget; failures stay per series."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from infer_helpers import write_series
+from torch import nn
+
+from pipeline.errors import DicomError
+from pipeline.infer.config import DenoiseConfig
+from pipeline.infer.engine import Denoiser
+from pipeline.infer.plan import PlanItem, build_plan
+from pipeline.infer.runner import SeriesRunner
+from pipeline.io.discover import scan
+from pipeline.io.read import read_series
+from pipeline.io.volume import CTVolume
+
+
+class _Tracking(SeriesRunner):
+    """Counts series in flight (read started .. write finished); slow writes force overlap."""
+
+    def __init__(self, *a: object, **kw: object) -> None:
+        super().__init__(*a, **kw)  # type: ignore[arg-type]
+        self.lock = threading.Lock()
+        self.active: set[str] = set()
+        self.max_active = 0
+
+    def _read_stage(self, item: PlanItem):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.active.add(item.facts.key)
+            self.max_active = max(self.max_active, len(self.active))
+        return super()._read_stage(item)
+
+    def _write_stage(self, item: PlanItem, vol: CTVolume, plan_desc: str):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)
+        try:
+            return super()._write_stage(item, vol, plan_desc)
+        finally:
+            with self.lock:
+                self.active.discard(item.facts.key)
+
+
+def _runner(root: Path, out: Path, **cfg: object) -> _Tracking:
+    config = DenoiseConfig(read_workers=1, **cfg)  # type: ignore[arg-type]
+    res = scan([root])
+    den = Denoiser(nn.Identity(), name="identity", sha256="0" * 64)
+    plan = build_plan(res.series, res.skipped, out, config, den.sha256)
+    return _Tracking(plan, den, config, read=lambda r: read_series(r, workers=1, isolate=False))
+
+
+@pytest.fixture
+def four_series(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    for i in range(4):  # 8 x 128 x 128 x 5 bytes = 640 KiB in flight per series
+        write_series(root / f"s{i}", n_slices=8, rows=128, cols=128, seed=i, description=f"S{i}")
+    return root
+
+
+@pytest.mark.parametrize(("budget_mb", "prefetch", "expected"), [(1, 1, 1), (64, 1, 3), (64, 0, 2)])
+def test_series_in_flight_bounded(
+    four_series: Path, tmp_path: Path, budget_mb: int, prefetch: int, expected: int
+) -> None:
+    runner = _runner(four_series, tmp_path / "out", volume_budget_mb=budget_mb, prefetch=prefetch)
+    rows = runner.run()
+    assert [r.status for r in rows] == ["ok"] * 4
+    assert runner.max_active == expected
+
+
+def test_failure_in_one_series_does_not_stop_the_batch(four_series: Path, tmp_path: Path) -> None:
+    runner = _runner(four_series, tmp_path / "out")
+    bad = runner.plan.items[1].facts.key
+
+    def read(record: object) -> CTVolume:
+        vol = read_series(record, workers=1, isolate=False)  # type: ignore[arg-type]
+        if runner.plan.items[1].record is record:
+            raise DicomError(f"simulated decoder failure in {bad}")
+        return vol
+
+    runner._read = read
+    rows = runner.run()
+    status = {r.series_key: (r.status, r.reason) for r in rows}
+    assert status[bad][0] == "failed" and "simulated decoder failure" in status[bad][1]
+    assert sorted(s for s, _ in status.values()) == ["failed", "ok", "ok", "ok"]
+    assert len(list((tmp_path / "out").glob("st-*/se-*"))) == 3
