@@ -101,14 +101,16 @@ def make_demo_cohort(
         pid = f"DEMO{i + 1:03d}"
         pseed = int(seed) * 1000 + i
         ph = make_phantom(n_slices, size, pseed, fov_mm=fov_mm, slice_mm=slice_mm)
-        pair = simulate_pair(ph.hu, ph.spacing_mm[1], dose, seed=pseed, settings=settings)
+        outside = fov_padding_mask(ph.hu.shape)
+        clean = np.where(outside, np.float32(-1000.0), ph.hu)  # the scan FOV is the circle
+        pair = simulate_pair(clean, ph.spacing_mm[1], dose, seed=pseed, settings=settings)
         noise_info = {"i0_photons_per_bin": pair.noise.i0, **settings.as_dict()}
         noise_info["n_views"] = pair.geometry.n_views
         # DICOM LPS: +z is superior; the phantom's z runs head-to-foot, so flip the slice order
         px = ph.spacing_mm[1]
         origin = (-(size - 1) / 2.0 * px, -(size - 1) / 2.0 * px, -float(ph.z_mm[-1]))
         study = derive_uid("demo-study", pid, str(seed), str(size), str(n_slices))
-        mask = fov_padding_mask(ph.hu.shape) if pad_outside_fov else None
+        mask = outside[::-1] if pad_outside_fov else None
         pdir = ensure_inside(root, root / pid)
         common: dict[str, Any] = {
             "spacing_mm": ph.spacing_mm,

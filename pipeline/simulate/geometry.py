@@ -4,8 +4,10 @@ Conventions: the image is N x N pixels of ``pixel_mm``, centred on the rotation 
 (row j, column i) has its centre at ``x = (i - (N-1)/2) * pixel_mm``, ``y = (j - (N-1)/2) *
 pixel_mm``. View ``a`` looks along angle ``theta_a = pi * a / n_views`` (half rotation, which is
 complete for parallel beam); detector bin ``d`` sits at ``t = (d - (n_det-1)/2) * det_mm`` with
-``t = x cos(theta) + y sin(theta)``. The detector spans the image diagonal, so every pixel of the
-square is seen in every view (no truncation inside the image).
+``t = x cos(theta) + y sin(theta)``. As on a scanner, the scan field of view is the circle
+inscribed in the image: the detector spans its diameter, rays are sampled inside it, and what
+lies outside (the image corners) is neither projected nor reconstructed -- callers set it to air
+(the corners of a scanner image are padding anyway) and refuse objects that reach the edge.
 """
 
 from __future__ import annotations
@@ -47,13 +49,13 @@ class ParallelGeometry:
     def for_image(
         cls, n_pixels: int, pixel_mm: float, n_views: int | None = None
     ) -> ParallelGeometry:
-        """Default acquisition for an image: bins of one pixel covering the diagonal (odd count),
-        and ``n_views`` ~ pi/2 x N (the angular sampling that avoids view aliasing)."""
+        """Default acquisition for an image: bins of one pixel covering the inscribed circle (odd
+        count), and ``n_views`` ~ pi/2 x N (the angular sampling that avoids view aliasing)."""
         if n_pixels < 8:
             raise SimulationError(f"image must be at least 8 x 8 pixels, found {n_pixels}")
         if not pixel_mm > 0:
             raise SimulationError(f"pixel size must be positive, found {pixel_mm} mm")
-        n_det = math.ceil(n_pixels * math.sqrt(2.0)) + 2
+        n_det = n_pixels + 2
         n_det += 1 - n_det % 2  # odd: the centre bin lies on the rotation axis
         views = n_views if n_views is not None else 2 * math.ceil(math.pi * n_pixels / 4)
         if views < 8:
@@ -62,7 +64,14 @@ class ParallelGeometry:
 
     @property
     def fov_mm(self) -> float:
+        """Diameter of the scan field of view (the inscribed circle), mm."""
         return self.n_pixels * self.pixel_mm
+
+    def fov_mask(self) -> torch.Tensor:
+        """(N, N) bool, True for pixels whose centre lies inside the scan field of view."""
+        c = self.pixel_centres_mm()
+        r2 = c[None, :] ** 2 + c[:, None] ** 2
+        return r2 <= (self.fov_mm / 2.0) ** 2
 
     def angles(self) -> torch.Tensor:
         """View angles in radians, shape (n_views,)."""

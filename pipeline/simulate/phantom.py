@@ -123,11 +123,11 @@ def make_phantom(
     ty = cy + ay + 3.0
     table_w = min(175.0, 0.45 * fov_mm)
     inside = np.abs(cv.x) < table_w
-    top = cv.ellipse(0.0, ty + 420.0, table_w * 5.0, 423.0) * inside
+    top = cv.ellipse(0.0, ty + 420.0, table_w * 5.0, 425.0) * inside
     core = cv.ellipse(0.0, ty + 420.0, table_w * 5.0, 420.0) * inside
     cap = cv.ellipse(0.0, ty + 420.0, table_w * 5.0, 402.0)
-    bottom = cv.ellipse(0.0, ty + 420.0, table_w * 5.0, 399.0)
-    cv.paint(top * (1 - bottom), 250.0)  # 3 mm shells around an 18 mm foam core
+    bottom = cv.ellipse(0.0, ty + 420.0, table_w * 5.0, 397.0)
+    cv.paint(top * (1 - bottom), 250.0)  # 5 mm shells around an 18 mm foam core
     cv.paint(core * (1 - cap), -880.0)
 
     # body: subcutaneous fat, muscle wall, visceral fat

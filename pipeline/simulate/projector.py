@@ -4,7 +4,8 @@ Everything works on batches of slices ``(B, N, N)`` / sinograms ``(B, n_views, n
 torch; the inner loops are ``grid_sample`` calls over chunks of views, so one call handles many
 slices and views at once (the speed-up over scikit-image's per-angle ``radon``/``iradon`` loops).
 
-* forward: ray-driven, bilinear samples every ``pixel_mm / oversample`` along each ray;
+* forward: Joseph's method as a cached sparse matrix (:mod:`pipeline.simulate.matrices`) up to
+  ~300 x 300, else ray-driven bilinear samples every ``pixel_mm / oversample`` along each ray;
 * filter: the band-limited ramp of Kak & Slaney (spatial kernel 1/4, -1/(pi n)^2 for odd n),
   zero-padded FFT, optional apodisation window (``ramp``, ``shepp-logan``, ``cosine``, ``hann``);
 * back-projection: pixel-driven, linear interpolation on the detector, times pi / n_views.
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import SimulationError
+from pipeline.simulate import matrices
 from pipeline.simulate.geometry import ParallelGeometry
 
 #: soft cap on the number of interpolated samples per grid_sample call (memory ~ 4 bytes each)
@@ -34,6 +36,12 @@ class FilterName(str, Enum):
     HANN = "hann"
 
 
+def _use_sparse(geom: ParallelGeometry, method: str) -> bool:
+    if method not in ("auto", "sparse", "sample"):
+        raise SimulationError(f"projector method must be auto, sparse or sample, found {method!r}")
+    return method == "sparse" or (method == "auto" and matrices.sparse_ok(geom))
+
+
 def _check_batch(x: torch.Tensor, shape: tuple[int, int], what: str) -> torch.Tensor:
     if x.ndim == 2:
         x = x.unsqueeze(0)
@@ -45,10 +53,16 @@ def _check_batch(x: torch.Tensor, shape: tuple[int, int], what: str) -> torch.Te
 
 
 def forward_project(
-    image: torch.Tensor, geom: ParallelGeometry, *, oversample: int = 2
+    image: torch.Tensor, geom: ParallelGeometry, *, method: str = "auto", oversample: int = 2
 ) -> torch.Tensor:
-    """Line integrals of ``image`` (B, N, N) [1/mm] -> sinogram (B, n_views, n_det) [unitless]."""
+    """Line integrals of ``image`` (B, N, N) [1/mm] -> sinogram (B, n_views, n_det) [unitless].
+
+    ``method``: "sparse" (cached Joseph system matrix), "sample" (matrix-free ray sampling with
+    ``grid_sample``, ``oversample`` samples per pixel), or "auto" (sparse when it fits memory).
+    """
     img = _check_batch(image, (geom.n_pixels, geom.n_pixels), "image")
+    if _use_sparse(geom, method):
+        return matrices.apply(matrices.forward_matrix(geom), img, (geom.n_views, geom.n_det))
     b = img.shape[0]
     ds = geom.pixel_mm / oversample
     n_s = math.ceil(geom.n_det * geom.det_mm / ds)
@@ -102,22 +116,28 @@ def ramp_filter(sino: torch.Tensor, geom: ParallelGeometry, name: FilterName | s
     return torch.fft.irfft(spec, n=n_fft, dim=-1)[..., : geom.n_det] / geom.det_mm
 
 
-def back_project(q: torch.Tensor, geom: ParallelGeometry) -> torch.Tensor:
-    """Pixel-driven back-projection of (B, n_views, n_det) -> (B, N, N), times pi / n_views."""
+def back_project(q: torch.Tensor, geom: ParallelGeometry, *, method: str = "auto") -> torch.Tensor:
+    """Pixel-driven back-projection of (B, n_views, n_det) -> (B, N, N), times pi / n_views.
+
+    Only pixels inside the scan field of view are reconstructed; the corners are 0. ``method``
+    as in :func:`forward_project` (both methods compute the same operator here)."""
     q = _check_batch(q, (geom.n_views, geom.n_det), "sinogram")
+    if _use_sparse(geom, method):
+        return matrices.apply(matrices.back_matrix(geom), q, (geom.n_pixels, geom.n_pixels))
     b = q.shape[0]
     xs = geom.pixel_centres_mm()
     yy, xx = torch.meshgrid(xs, xs, indexing="ij")
-    xx, yy = xx.reshape(1, -1), yy.reshape(1, -1)
+    inside = geom.fov_mask().reshape(-1)
+    xx, yy = xx.reshape(1, -1)[:, inside], yy.reshape(1, -1)[:, inside]
     half_det = (geom.n_det - 1) / 2.0 * geom.det_mm
     theta = geom.angles()
-    n_pix = geom.n_pixels**2
+    n_pix = int(inside.sum())
     chunk = max(1, _CHUNK_SAMPLES // (n_pix * max(1, b)))
     acc = torch.zeros(b, n_pix, dtype=torch.float32)
     for a0 in range(0, geom.n_views, chunk):
         th = theta[a0 : a0 + chunk]
         k = len(th)
-        t = xx * torch.cos(th)[:, None] + yy * torch.sin(th)[:, None]  # (k, N^2)
+        t = xx * torch.cos(th)[:, None] + yy * torch.sin(th)[:, None]  # (k, n_pix)
         row = torch.zeros_like(t) if k == 1 else (2.0 * torch.arange(k)[:, None] / (k - 1) - 1.0)
         grid = torch.stack((t / half_det, row.expand_as(t)), dim=-1).to(torch.float32)
         inp = q[:, a0 : a0 + k].unsqueeze(0)  # (1, B, k, n_det)
@@ -125,12 +145,18 @@ def back_project(q: torch.Tensor, geom: ParallelGeometry) -> torch.Tensor:
             inp, grid.unsqueeze(0), mode="bilinear", padding_mode="zeros", align_corners=True
         )
         acc += samp.view(b, k, n_pix).sum(dim=1)
-    return (acc * (math.pi / geom.n_views)).view(b, geom.n_pixels, geom.n_pixels)
+    out = torch.zeros(b, geom.n_pixels**2, dtype=torch.float32)
+    out[:, inside] = acc * (math.pi / geom.n_views)
+    return out.view(b, geom.n_pixels, geom.n_pixels)
 
 
 def fbp(
-    sino: torch.Tensor, geom: ParallelGeometry, filter_name: FilterName | str = FilterName.HANN
+    sino: torch.Tensor,
+    geom: ParallelGeometry,
+    filter_name: FilterName | str = FilterName.HANN,
+    *,
+    method: str = "auto",
 ) -> torch.Tensor:
     """Filtered back-projection: sinogram (B, n_views, n_det) -> image (B, N, N) [1/mm]."""
     sino = _check_batch(sino, (geom.n_views, geom.n_det), "sinogram")
-    return back_project(ramp_filter(sino, geom, filter_name), geom)
+    return back_project(ramp_filter(sino, geom, filter_name), geom, method=method)
