@@ -37,6 +37,8 @@ NATIVE_SYNTAXES = {
 }
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _ORTHO_TOL = 1e-3
+#: larger decoded pixel data in one file is refused (hostile or corrupt Rows/Columns/frames)
+MAX_PIXEL_BYTES = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -192,10 +194,19 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
     high_bit = value(ds, "HighBit")
     if high_bit is not None and int(high_bit) != bs - 1:
         notes.append(f"HighBit {high_bit} != BitsStored-1 ({bs - 1}); using BitsStored")
-    n_frames = int(value(ds, "NumberOfFrames") or 1)
+    frames_tag = value(ds, "NumberOfFrames")
+    n_frames = 1 if frames_tag is None else int(frames_tag)
 
+    if n_frames < 1:
+        raise _Skip(f"contradicting tags: NumberOfFrames {n_frames}")
+    expected = rows * cols * n_frames * ba // 8
+    if expected > MAX_PIXEL_BYTES:
+        raise _Skip(
+            f"implausible image size: {rows} x {cols} x {n_frames} frames x {ba} bits "
+            f"= {expected / 2**30:.1f} GiB (limit {MAX_PIXEL_BYTES / 2**30:.0f} GiB)"
+        )
     tsyntax = _transfer_syntax(ds)
-    offset, length = _check_pixel_length(path, ds, raw, tsyntax, rows * cols * n_frames * ba // 8)
+    offset, length = _check_pixel_length(path, ds, raw, tsyntax, expected)
     padding_spec(ds)  # validates PixelPaddingValue early (a bad value -> malformed header)
     header = _strip_pixels(ds)  # in place: every FrameRef shares this pixel-less header
     frames = _frames(path, header, n_frames)

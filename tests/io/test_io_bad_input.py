@@ -77,6 +77,8 @@ def _rewrite(path: Path, **tags: object) -> Path:
         ({"ImagePositionPatient": None}, "missing required tag ImagePositionPatient"),
         ({"PixelData": None}, "no pixel data"),
         ({"SamplesPerPixel": 3}, "not a greyscale image"),
+        ({"Rows": 65535, "Columns": 65535}, "implausible image size"),
+        ({"NumberOfFrames": 0}, "contradicting tags: NumberOfFrames 0"),
     ],
 )
 def test_contradicting_or_missing_tags(tmp_path: Path, tags: dict, expected: str) -> None:
