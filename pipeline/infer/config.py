@@ -72,7 +72,7 @@ class TilingConfig(StrictModel):
     """When and how slices are split into overlapping tiles (only when memory requires it)."""
 
     #: Memory the model's activations may use per forward pass (MiB); decides batch and tiling.
-    memory_budget_mb: int = Field(default=1024, ge=16)
+    memory_budget_mb: int = Field(default=512, ge=16)
     #: Force tiles of at most this many pixels per side (0: decided from the memory budget).
     max_tile: int = Field(default=0, ge=0)
     #: Fraction of a tile shared with its neighbour (Gaussian-blended).
@@ -101,7 +101,7 @@ class DenoiseConfig(StrictModel):
     prefetch: int = Field(default=1, ge=0, le=4)
     #: Memory for series volumes in flight (MiB, 5 bytes/voxel); a read-ahead waits when the
     #: next series would exceed it (one series always runs, whatever its size).
-    volume_budget_mb: int = Field(default=1024, ge=1)
+    volume_budget_mb: int = Field(default=768, ge=1)
     #: Denoise a series even when slices are missing (undecodable files, gaps in z); the
     #: derived series then has the same gaps. Default: such a series fails with the reason.
     allow_incomplete: bool = False
