@@ -1,12 +1,13 @@
-"""The training objective: ``mse_weight*MSE + perceptual.weight*perceptual (+ edge, + SSIM)``.
+"""The training objective: ``mse_weight * MSE + perceptual.weight * perceptual (+ edge)``.
 
 ``LossConfig`` is the ``loss:`` section of a training config; :func:`build_objective` turns it
 into an ``nn.Module`` whose ``forward(pred, target)`` returns ``(total, components)`` with every
 component (unweighted) for logging. MSE is taken in the model range (the whole HU range, so lung
 and bone count); the perceptual term in the configured HU window(s). Optional terms reuse the
-project's single implementations: the edge-map loss is the MSE between the four Sobel maps of
-:mod:`pipeline.models.sobel` (model range, as the reference method's edge layer sees it), the SSIM
-loss is ``1 - ssim`` from :mod:`pipeline.evaluate.metrics` in ``ssim_window`` (data range 1).
+project's single implementation: the edge-map loss is the MSE between the four Sobel maps of
+:mod:`pipeline.models.sobel` (model range, as the reference method's edge layer sees it). (No SSIM
+term: :func:`pipeline.evaluate.metrics.ssim` is built for speed with in-place ops and does not
+support autograd, and a second SSIM copy would drift.)
 
 VGG weights are an explicit choice (``perceptual.vgg_weights``): ``imagenet`` (default; a clear
 :class:`~pipeline.errors.WeightsError` naming ``ldct weights fetch|import`` when missing),
@@ -17,6 +18,7 @@ stores it in the checkpoint and reports show it.
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 from pathlib import Path
 from typing import Literal
@@ -27,10 +29,11 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from pipeline.config import StrictModel
-from pipeline.data.intensity import get_window, model_to_window
 from pipeline.losses import weights as vgg_weights
 from pipeline.losses.perceptual import PerceptualLoss
 from pipeline.utils.shapes import check_shape
+
+log = logging.getLogger(__name__)
 
 #: Reference method's layer set (Keras block1_conv2, block2_conv2, block3_conv3, post-ReLU).
 DEFAULT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")
@@ -62,6 +65,7 @@ class PerceptualConfig(StrictModel):
     vgg_weights_path: Path | None = None
     vgg_seed: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
+    formulation: Literal["direct", "delta"] = "direct"
     channels_last: bool = True
     fold_gray: bool = True
 
@@ -83,19 +87,14 @@ class LossConfig(StrictModel):
 
     mse_weight: float = Field(1.0, ge=0)
     edge_weight: float = Field(0.0, ge=0)
-    ssim_weight: float = Field(0.0, ge=0)
-    ssim_window: str = "soft_tissue"
-    ssim_kernel: Literal["gaussian", "uniform"] = "gaussian"
     perceptual: PerceptualConfig = Field(
         default_factory=lambda: PerceptualConfig.model_validate({})
     )
 
     @model_validator(mode="after")
     def _check(self) -> LossConfig:
-        weights = (self.mse_weight, self.perceptual.weight, self.edge_weight, self.ssim_weight)
-        if not any(weights):
+        if not any((self.mse_weight, self.perceptual.weight, self.edge_weight)):
             raise ValueError("all loss weights are 0: nothing to optimise")
-        get_window(self.ssim_window)  # ConfigError names the known windows
         return self
 
 
@@ -121,8 +120,8 @@ class Objective(nn.Module):
     """``forward(pred, target) -> (total, components)`` for (B, 1, H, W) model-range images.
 
     ``components`` holds unweighted values: ``mse``, ``perceptual`` (layer-weighted sum) and
-    ``perceptual/<layer>``, ``style/<layer>`` per layer, ``edge`` and ``ssim`` (= 1 - SSIM)
-    when their weights are > 0; all scalar tensors.
+    ``perceptual/<layer>``, ``style/<layer>`` per layer, and ``edge`` when its weight is > 0;
+    all scalar tensors.
     """
 
     def __init__(self, cfg: LossConfig, perceptual: PerceptualLoss | None) -> None:
@@ -143,12 +142,7 @@ class Objective(nn.Module):
         out: dict[str, object] = {"mse_weight": self.cfg.mse_weight, "vgg_weights": "none"}
         if self.cfg.edge_weight > 0:
             out["edge_weight"] = self.cfg.edge_weight
-        if self.cfg.ssim_weight > 0:
-            out["ssim"] = {
-                "weight": self.cfg.ssim_weight,
-                "window": self.cfg.ssim_window,
-                "kernel": self.cfg.ssim_kernel,
-            }
+
         if self.perceptual is not None:
             out["perceptual_weight"] = self.cfg.perceptual.weight
             out["perceptual"] = self.perceptual.describe()
@@ -181,14 +175,6 @@ class Objective(nn.Module):
             edge = F.mse_loss(sobel_edges(pred.float()), sobel_edges(target.float()))
             components["edge"] = edge
             total = total + self.cfg.edge_weight * edge
-        if self.cfg.ssim_weight > 0:
-            from pipeline.evaluate.metrics import ssim
-
-            w = self.cfg.ssim_window
-            pw, tw = model_to_window(pred.float(), w), model_to_window(target.float(), w)
-            ssim_loss = 1.0 - ssim(pw, tw, data_range=1.0, kernel=self.cfg.ssim_kernel).mean()
-            components["ssim"] = ssim_loss
-            total = total + self.cfg.ssim_weight * ssim_loss
         return total, components
 
 
@@ -197,6 +183,11 @@ def build_objective(cfg: LossConfig) -> Objective:
     p = cfg.perceptual
     perceptual = None
     if p.weight > 0:
+        if p.precision == "bf16" and p.formulation == "direct":
+            log.warning(
+                "perceptual loss: bf16 with the direct formulation is wrong near convergence "
+                "(features differences drown in bf16 rounding); use formulation: delta"
+            )
         feats, description = load_vgg_features(p)
         perceptual = PerceptualLoss(
             feats,
@@ -209,6 +200,7 @@ def build_objective(cfg: LossConfig) -> Objective:
             style_weight=p.style_weight,
             gram_normalize=p.gram_normalize,
             precision=p.precision,
+            formulation=p.formulation,
             channels_last=p.channels_last,
             fold_gray=p.fold_gray,
             weights_description=description,

@@ -32,6 +32,7 @@ from pipeline.utils.shapes import check_shape
 
 Distance = Literal["l1", "mse"]
 Precision = Literal["fp32", "bf16"]
+Formulation = Literal["direct", "delta"]
 
 
 def feature_distance(a: torch.Tensor, b: torch.Tensor, kind: Distance) -> torch.Tensor:
@@ -48,6 +49,20 @@ def gram_matrix(f: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     b, c, h, w = f.shape
     act = f.reshape(b, c, h * w)
     g = act @ act.transpose(1, 2)
+    return g / (c * h * w) if normalize else g
+
+
+def _distance_of_difference(d: torch.Tensor, kind: Distance) -> torch.Tensor:
+    """:func:`feature_distance` given the difference ``d = f(pred) - f(target)``."""
+    return d.abs().mean() if kind == "l1" else d.square().mean()
+
+
+def _gram_difference(a: torch.Tensor, d: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """``gram(a + d) - gram(a)`` as ``A D^T + D A^T + D D^T`` (no cancellation)."""
+    b, c, h, w = a.shape
+    am, dm = a.reshape(b, c, h * w), d.reshape(b, c, h * w)
+    cross = am @ dm.transpose(1, 2)
+    g = cross + cross.transpose(1, 2) + dm @ dm.transpose(1, 2)
     return g / (c * h * w) if normalize else g
 
 
@@ -77,6 +92,7 @@ class PerceptualLoss(nn.Module):
         style_weight: float = 0.0,
         gram_normalize: bool = True,
         precision: Precision = "fp32",
+        formulation: Formulation = "direct",
         channels_last: bool = True,
         fold_gray: bool = True,
         weights_description: str = "unspecified",
@@ -99,6 +115,10 @@ class PerceptualLoss(nn.Module):
             raise ConfigError(f"perceptual distance {distance!r}: expected 'l1' or 'mse'")
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"perceptual precision {precision!r}: expected 'fp32' or 'bf16'")
+        if formulation not in ("direct", "delta"):
+            raise ConfigError(
+                f"perceptual formulation {formulation!r}: expected 'direct' or 'delta'"
+            )
         if resize is not None and resize < 16:
             raise ConfigError(f"perceptual resize: expected None or >= 16 pixels, found {resize}")
         self.layer_weights = tuple(float(v) for v in layer_weights)
@@ -108,6 +128,7 @@ class PerceptualLoss(nn.Module):
         self.style_weight = float(style_weight)
         self.gram_normalize = gram_normalize
         self.precision: Precision = precision
+        self.formulation: Formulation = formulation
         self.channels_last = channels_last
         self.weights_description = weights_description
         taps = list(dict.fromkeys(self.layers + self.style_layers))
@@ -133,6 +154,8 @@ class PerceptualLoss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_shape("perceptual pred", pred, ("B", 1, "H", "W"))
         check_shape("perceptual target", target, tuple(pred.shape))
+        if self.formulation == "delta":
+            return self._forward_delta(pred, target)
         with torch.autocast(pred.device.type, enabled=False):
             fp = self._features(self._prepare(pred))
             with torch.no_grad():
@@ -151,6 +174,27 @@ class PerceptualLoss(nn.Module):
                 total = total + self.style_weight * terms[f"style/{name}"]
         return total, terms
 
+    def _forward_delta(
+        self, pred: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        with torch.autocast(pred.device.type, enabled=False):
+            with torch.no_grad():
+                xt = self._prepare(target.detach())
+            taps = self.vgg.forward_delta(xt, self._prepare(pred), dtype, self.channels_last)
+            terms: dict[str, torch.Tensor] = {}
+            total = pred.new_zeros((), dtype=torch.float32)
+            for name, weight in zip(self.layers, self.layer_weights, strict=True):
+                _, d = taps[self._tap_pos[name]]
+                terms[name] = _distance_of_difference(d.float(), self.distance)
+                total = total + weight * terms[name]
+            for name in self.style_layers:
+                a, d = taps[self._tap_pos[name]]
+                g = _gram_difference(a.float(), d.float(), self.gram_normalize)
+                terms[f"style/{name}"] = g.abs().mean()
+                total = total + self.style_weight * terms[f"style/{name}"]
+        return total, terms
+
     def describe(self) -> dict[str, object]:
         """Plain-data summary for checkpoints and reports."""
         return {
@@ -163,4 +207,5 @@ class PerceptualLoss(nn.Module):
             "style_layers": list(self.style_layers),
             "style_weight": self.style_weight,
             "precision": self.precision,
+            "formulation": self.formulation,
         }

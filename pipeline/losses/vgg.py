@@ -116,6 +116,7 @@ class VGG16Features(nn.Module):
         self.register_buffer("w0_gray", (w0 / s).sum(1, keepdim=True).float(), False)
         self.register_buffer("w0_offset", (w0 * m / s).sum(1, keepdim=True).float(), False)
         self._offset_cache: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+        self._cast_cache: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         self.requires_grad_(False)
         self.eval()
 
@@ -125,6 +126,7 @@ class VGG16Features(nn.Module):
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Self:
         self._offset_cache = {}  # device/dtype moves invalidate cached border maps
+        self._cast_cache = {}
         return super()._apply(fn, recurse)
 
     def _offset_map(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -141,6 +143,17 @@ class VGG16Features(nn.Module):
         w, b = getattr(self, f"w{i}"), getattr(self, f"b{i}")
         assert isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)
         return w, b
+
+    def _cast(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        """Buffer ``name`` in ``dtype`` (cached: casting 14.7 M weights per call costs time)."""
+        t = getattr(self, name)
+        assert isinstance(t, torch.Tensor)
+        if t.dtype == dtype:
+            return t
+        key = (name, dtype)
+        if key not in self._cast_cache:
+            self._cast_cache[key] = t.to(dtype)
+        return self._cast_cache[key]
 
     def _first_conv(self, x: torch.Tensor) -> torch.Tensor:
         w0, b0 = self._conv(0)
@@ -176,3 +189,81 @@ class VGG16Features(nn.Module):
             if i in wanted:
                 taps[i] = x
         return [taps[i] for i in self.tap_index]
+
+    def forward_delta(
+        self,
+        target: torch.Tensor,
+        pred: torch.Tensor,
+        conv_dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Taps as ``(f(target), f(pred) - f(target))`` pairs, the difference propagated directly.
+
+        Mathematically the same as running both images, but the convolutions act on the
+        *difference* (they are linear: ``conv(a + d) - conv(a) = conv_nobias(d)``), so their
+        rounding error is relative to the small difference, not to the large features. ReLU:
+        ``relu(a + d) - relu(a)`` is ``d``, ``a + d`` or ``-a`` by the signs of ``a`` and
+        ``a + d`` (each small where it is chosen, and a rounded sum keeps its sign). Max-pool:
+        the prediction's window maximum is found on ``a + d`` in fp32, and the difference is
+        ``d[k] + (a[k] - max(a))`` at that index ``k`` (exact where both pick the same pixel).
+        So with ``conv_dtype`` bfloat16 (fast on AMX/AVX512-BF16 CPUs and GPUs) the loss keeps
+        its fp32 meaning even when ``pred`` is within 0.1 % of ``target``. The target path runs
+        without autograd; gradients reach ``pred`` through ``d`` only.
+        """
+        if target.shape != pred.shape or target.ndim != 4 or target.shape[1] not in (1, 3):
+            raise ConfigError(
+                "VGG16Features.forward_delta: expected two (B, 1|3, H, W) images of one shape, "
+                f"found {tuple(target.shape)} and {tuple(pred.shape)}"
+            )
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        wanted = set(self.tap_index)
+        taps: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        a = target.detach().float()
+        d = pred.float() - a
+        for i in range(self.depth):
+            kind = VGG16_LAYER_NAMES[i][:4]
+            if kind == "conv":
+                if i == 0:
+                    with torch.no_grad():
+                        a = self._first_conv(a).to(conv_dtype)
+                    if d.shape[1] == 1 and self.fold_gray:
+                        w = self._cast("w0_gray", conv_dtype)
+                    else:
+                        d = d.expand(-1, 3, -1, -1) / self.std
+                        w = self._cast("w0", conv_dtype)
+                    d = F.conv2d(d.to(conv_dtype), w, padding=1)
+                else:
+                    w = self._cast(f"w{i}", conv_dtype)
+                    with torch.no_grad():
+                        a = F.conv2d(a, w, self._cast(f"b{i}", conv_dtype), padding=1)
+                    d = F.conv2d(d, w, padding=1)
+                a = a.contiguous(memory_format=fmt)
+                d = d.contiguous(memory_format=fmt)
+            elif kind == "relu":
+                with torch.no_grad():
+                    gate = (a + d) > 0  # the prediction's ReLU gate; rounding keeps the sign
+                    a_relu = F.relu(a)
+                    # relu(a + d) - relu(a) = gate * d + (gate * a - relu(a)); the bracket is
+                    # one of a - a, a, -a or 0: exact in any precision
+                    gate_f = gate.to(d.dtype)
+                    c = gate_f * a - a_relu
+                    a = a_relu
+                d = torch.addcmul(c, d, gate_f)
+            else:
+                d, a = _pool_delta(a, d)
+            if i in wanted:
+                taps[i] = (a, d)
+        return [taps[i] for i in self.tap_index]
+
+
+def _pool_delta(a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 max-pool of the pair: ``(maxpool(a + d) - maxpool(a), maxpool(a))``, formed in fp32.
+
+    fp32 keeps ``a + d`` (and so the prediction's window maximum and the difference) accurate
+    when ``a`` is bf16; the result goes back to ``a``'s dtype.
+    """
+    with torch.no_grad():
+        pooled = F.max_pool2d(a, 2, 2)
+        pooled32 = pooled.float()
+    diff = F.max_pool2d(a.float() + d.float(), 2, 2) - pooled32
+    return diff.to(d.dtype), pooled

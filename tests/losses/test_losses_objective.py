@@ -99,7 +99,6 @@ def test_state_dict_by_path(tmp_path: Path):
         ("perceptual.layer_weights=[1.0]", "layer_weights has 1 entries"),
         ("perceptual.distnace=l1", "Extra inputs are not permitted"),
         ("perceptual.weight=-1", "greater than or equal to 0"),
-        ("ssim_window=sofft", "unknown window"),
     ],
 )
 def test_config_errors(override, message):
@@ -118,46 +117,26 @@ def test_objective_runs_under_bf16_autocast_in_fp32():
     assert pred.grad is not None and torch.isfinite(pred.grad).all()
 
 
-def test_edge_and_ssim_terms_reuse_project_implementations():
-    from skimage.metrics import structural_similarity
-
-    from pipeline.data.intensity import model_to_window
+def test_edge_term_reuses_the_sobel_layer():
     from pipeline.models.sobel import sobel_edges
 
-    cfg = LossConfig.model_validate(
-        {"perceptual": {"weight": 0}, "edge_weight": 2.0, "ssim_weight": 3.0}
-    )
+    cfg = LossConfig.model_validate({"perceptual": {"weight": 0}, "edge_weight": 2.0})
     obj = build_objective(cfg)
     pred, target = _pair()
+    pred = pred.requires_grad_()
     total, comp = obj(pred, target)
+    # oracle: the edge maps of an affine ramp are known (8a, 8b, 6(a+b), 6(a-b)), so check
+    # against sobel_edges and, for the ramp difference, against the analytic value
     edge = F.mse_loss(sobel_edges(pred), sobel_edges(target))
     torch.testing.assert_close(comp["edge"], edge)
-    # oracle: skimage SSIM (Gaussian 11x11, sigma 1.5) in the soft-tissue window
-    pw = model_to_window(pred, "soft_tissue").double().numpy()
-    tw = model_to_window(target, "soft_tissue").double().numpy()
-    ref = [
-        structural_similarity(
-            pw[i, 0],
-            tw[i, 0],
-            data_range=1.0,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-        )
-        for i in range(pw.shape[0])
-    ]
-    assert abs(comp["ssim"].item() - (1 - sum(ref) / len(ref))) < 1e-4
-    torch.testing.assert_close(total, comp["mse"] + 2.0 * comp["edge"] + 3.0 * comp["ssim"])
-    d = obj.describe()
-    assert d["edge_weight"] == 2.0 and d["vgg_weights"] == "none"
-
-
-def test_edge_and_ssim_gradients_flow():
-    cfg = LossConfig.model_validate(
-        {"perceptual": {"weight": 0}, "mse_weight": 0, "edge_weight": 1.0, "ssim_weight": 1.0}
-    )
-    pred, target = _pair()
-    pred = pred.requires_grad_()
-    total, _ = build_objective(cfg)(pred, target)
+    torch.testing.assert_close(total, comp["mse"] + 2.0 * comp["edge"])
     total.backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
+    ramp = torch.arange(16.0).view(1, 1, 1, 16).expand(1, 1, 16, 16) * 0.01
+    _, c = obj(ramp.clone(), torch.zeros_like(ramp))
+    # difference is a ramp with slope a = 0.01 along x (b = 0): maps 0.08, 0, 0.06, 0.06
+    # inside; reflect padding makes the first/last columns 0 for the x-derivatives
+    inner = (0.08**2 + 0.06**2 + 0.06**2) / 4
+    expected = inner * 14 / 16
+    assert abs(c["edge"].item() - expected) < 1e-6
+    assert obj.describe()["edge_weight"] == 2.0
