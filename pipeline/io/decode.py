@@ -17,6 +17,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -94,26 +95,43 @@ def decode_one(job: DecodeJob) -> np.ndarray:
     return _decode_pydicom(job)
 
 
-def _worker(job: DecodeJob) -> np.ndarray:
-    """Process-pool entry point (looked up by name, so workers use this module's decode_one)."""
-    return decode_one(job)
-
-
 def _worker_many(jobs: list[DecodeJob]) -> list[DecodeResult]:
     """Decode several files in one worker round trip; Python errors become reasons."""
-    out: list[DecodeResult] = []
-    for job in jobs:
-        try:
-            out.append(decode_one(job))
-        except Exception as exc:
-            out.append(_reason(job, exc))
-    return out
+    return [_captured(job) for job in jobs]
+
+
+#: in worker processes: file that receives the C/Rust decoders' stderr chatter
+_STDERR_FD: int | None = None
+
+
+def _init_worker() -> None:
+    """Worker start: send fd 2 to a private temp file, so decoder messages (openjpeg errors,
+    Rust panic backtraces) do not spill onto the user's terminal but can join the reason."""
+    global _STDERR_FD
+    fd, name = tempfile.mkstemp(prefix="ldct-decoder-", suffix=".log")
+    os.unlink(name)
+    os.dup2(fd, 2)
+    _STDERR_FD = fd
+
+
+def _captured(job: DecodeJob) -> DecodeResult:
+    start = os.lseek(_STDERR_FD, 0, os.SEEK_END) if _STDERR_FD is not None else 0
+    result = _safe_decode(job)
+    if isinstance(result, str) and _STDERR_FD is not None:
+        end = os.lseek(_STDERR_FD, 0, os.SEEK_END)
+        said = os.pread(_STDERR_FD, min(end - start, 4096), start).decode("utf-8", "replace")
+        lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
+        if lines:
+            result += f" (decoder said: {lines[0][:200]})"
+    return result
 
 
 def _safe_decode(job: DecodeJob) -> DecodeResult:
     try:
         return decode_one(job)
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # Rust decoders panic with a BaseException subclass
         return _reason(job, exc)
 
 
@@ -171,7 +189,9 @@ def _get_pool(workers: int) -> ProcessPoolExecutor | None:
     if mp.current_process().daemon:  # e.g. inside a DataLoader worker: no children allowed
         return None
     try:
-        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+        _POOL = ProcessPoolExecutor(
+            max_workers=workers, mp_context=_context(), initializer=_init_worker
+        )
     except (OSError, ValueError, AssertionError) as exc:
         log.warning("cannot start decoder processes (%s); decoding in-process", exc)
         return None
@@ -218,6 +238,10 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
                     results[i] = decoded
             except BrokenProcessPool:
                 trouble = True
+            except Exception as exc:  # e.g. a result that cannot travel back (pickling)
+                log.debug("decoder task failed: %s", exc)
+                for i in futures[fut]:
+                    results[i] = _decode_alone(jobs[i])
     if trouble:
         log.warning("a decoder crashed or hung; retrying the remaining files one by one")
         _shutdown_pool(kill=True)
@@ -229,9 +253,9 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
 
 def _decode_alone(job: DecodeJob) -> DecodeResult:
     """Decode in a fresh single process, so a crash or hang is pinned on this file."""
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=_context())
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=_context(), initializer=_init_worker)
     try:
-        return pool.submit(_worker, job).result(timeout=DECODE_TIMEOUT_S)
+        return pool.submit(_captured, job).result(timeout=DECODE_TIMEOUT_S)
     except FutureTimeout:
         _kill_workers(pool)
         return f"decoder hung (no result after {DECODE_TIMEOUT_S:.0f} s); file skipped"

@@ -21,7 +21,7 @@ from pydicom.tag import BaseTag
 
 from pipeline.io.hu import Rescale, padding_spec, rescale_for_frame
 from pipeline.io.sop import classify_sop, is_localizer
-from pipeline.io.tags import quiet, value
+from pipeline.io.tags import first_bad_vr, quiet, value
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,9 @@ def _transfer_syntax(ds: Dataset) -> str:
 
 
 def _validate(path: Path, ds: Dataset) -> FileHeader:
+    bad = first_bad_vr(ds)
+    if bad is not None:
+        raise _Skip(f"malformed DICOM header ({bad})")
     kind = classify_sop(ds)
     if kind is not None:
         raise _Skip(kind)

@@ -21,6 +21,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.valuerep import VR
 
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 _ASCII = {"UI", "CS", "SH", "AS", "DA", "TM", "DT"}
@@ -57,7 +58,7 @@ def _vr(tag: int) -> str | None:
 
 
 def value(ds: Dataset, keyword: str) -> Any:
-    """The value of ``keyword`` (None if absent or empty); single values unwrapped."""
+    """The value of ``keyword`` (None if absent, empty or unparseable); single values unwrapped."""
     tag = _tag(keyword)
     elem = ds._dict.get(tag)  # type: ignore[call-overload]
     if elem is None:
@@ -86,7 +87,22 @@ def value(ds: Dataset, keyword: str) -> Any:
                 return parts[0] if len(parts) == 1 else parts
             return nums[0] if len(nums) == 1 else nums
     with quiet():
-        out = ds.get(keyword)
+        try:
+            out = ds.get(keyword)
+        except Exception:  # corrupt element (unknown VR, bad length...): treat as absent
+            return None
     if out is None or out == "":
         return None
     return out
+
+
+KNOWN_VRS = frozenset(v.value for v in VR)
+
+
+def first_bad_vr(ds: Dataset) -> str | None:
+    """Description of the first top-level element with an unknown VR, or None (cheap check)."""
+    for elem in ds._dict.values():
+        vr = getattr(elem, "VR", None)
+        if isinstance(elem, RawDataElement) and vr is not None and vr not in KNOWN_VRS:
+            return f"unknown VR {vr!r} in tag {elem.tag}"
+    return None
