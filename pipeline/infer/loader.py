@@ -8,6 +8,7 @@ where the hardware runs it fast).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,12 @@ def resolve_model_path(cfg: DenoiseConfig) -> ModelSource:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
+    """``auto`` -> CUDA when available (``cuda:$LOCAL_RANK`` under torchrun), else CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+        return torch.device(f"cuda:{local % max(1, torch.cuda.device_count())}")
     return torch.device(name)
 
 
