@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pipeline.models.drle import DRLE
+from pipeline.models.monai_nets import EdgeUNet
+from pipeline.models.redcnn import REDCNN
 from pipeline.models.registry import ModelSpec, register_model
 
 
@@ -22,5 +24,37 @@ def register_all() -> None:
             DRLE,
             "DRL (no edge layer): the reference network without the Sobel input maps",
             preset={"edge": False},
+        )
+    )
+    register_model(
+        ModelSpec(
+            "drle-s",
+            DRLE,
+            "DRL-E, 32 channels: same graph as the reference at ~1/4 of the FLOPs (CPU default)",
+            preset={"channels": 32},
+        )
+    )
+    register_model(
+        ModelSpec(
+            "unet",
+            EdgeUNet,
+            "Sobel edges + MONAI BasicUNet (bilinear upsampling, BN), residual",
+        )
+    )
+    register_model(
+        ModelSpec(
+            "unet-deconv",
+            EdgeUNet,
+            "ARTIFACT-PRONE on purpose: unet with stride-2 transposed-conv upsampling "
+            "(checkerboard test case for the grid-artifact detector)",
+            preset={"upsample": "deconv"},
+            transposed_conv=True,
+        )
+    )
+    register_model(
+        ModelSpec(
+            "redcnn",
+            REDCNN,
+            "RED-CNN baseline (Chen 2017): 10 layers 5x5, 96 ch, stride-1 conv/deconv, residual",
         )
     )

@@ -123,6 +123,8 @@ def _read_payload(p: Path, map_location: str | torch.device) -> dict[str, Any]:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # a corrupt file can fail anywhere inside the unpickler
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in first:
+            first = "it holds objects other than tensors and plain data (refused: weights_only)"
         raise CheckpointError(
             f"not a readable checkpoint (corrupt or not torch): {first}", path=p
         ) from exc

@@ -119,6 +119,7 @@ class FusedDRLE(nn.Module):
         t = self.c6_a(h, relu=False, fast=fast)
         c6 = self.c6_b(c2, relu=True, add=t, fast=fast)
         y = self.out_c6(c6, relu=False, fast=fast)
-        y = y + self.out_c1(c1, relu=False, fast=fast) + self.out_e(e, relu=False, fast=fast)
+        y = self.out_c1(c1, relu=False, add=y, fast=fast)
+        y = self.out_e(e, relu=False, add=y, fast=fast)
         y = y.to(x.dtype).contiguous()
         return x + y if self.residual else y

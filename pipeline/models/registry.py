@@ -10,11 +10,13 @@ checkpoints and what denoising rebuilds from.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from pydantic import Field
 from torch import nn
 
@@ -22,7 +24,7 @@ from pipeline.config import StrictModel
 from pipeline.errors import ConfigError
 
 #: The model trained and used for denoising when a config names none (see docs/models.md).
-DEFAULT_MODEL = "drle"
+DEFAULT_MODEL = "drle-s"
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,18 @@ def build_from_config(cfg: ModelConfig | dict[str, Any]) -> nn.Module:
 
 def list_models(size: int = 512) -> list[ModelInfo]:
     """Every registered model with parameter count and GFLOPs per ``size`` x ``size`` slice."""
+    return list(_list_models_cached(size, tuple(model_names())))
+
+
+@functools.lru_cache(maxsize=4)
+def _list_models_cached(size: int, names: tuple[str, ...]) -> tuple[ModelInfo, ...]:
     from pipeline.models.flops import count_parameters, gflops_per_slice
 
     out = []
-    for name in model_names():
+    for name in names:
         spec = _REGISTRY[name]
-        model = build_model(name)
+        with torch.device("meta"):  # no weight memory or init time: only shapes are needed
+            model = build_model(name)
         out.append(
             ModelInfo(
                 name=name,
@@ -152,4 +160,4 @@ def list_models(size: int = 512) -> list[ModelInfo]:
                 transposed_conv=spec.transposed_conv,
             )
         )
-    return out
+    return tuple(out)
