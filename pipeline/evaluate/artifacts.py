@@ -47,9 +47,9 @@ _MIN_BLOCKS = 3
 class ArtifactThresholds:
     """Decision thresholds (see the calibration table in docs/evaluation.md)."""
 
-    score_db: float = 10.0
-    seam_z: float = 12.0
-    seam_z_pooled: float = 8.0
+    score_db: float = 14.0
+    seam_z: float = 20.0
+    seam_z_pooled: float = 20.0
     patient_fraction: float = 0.25
 
 
@@ -232,7 +232,7 @@ def quiet_mask(
     input_hu: np.ndarray,
     mask: np.ndarray | None = None,
     *,
-    grad_hu_px: float = 40.0,
+    grad_factor: float = 3.0,
     sigma_px: float = 2.0,
     dilate_px: int = 3,
 ) -> np.ndarray:
@@ -240,11 +240,14 @@ def quiet_mask(
 
     A tile seam exists only in the denoised image, so pixels near edges of the input (where
     a denoiser's residual legitimately has line structure) can be left out of the seam test.
-    Edge = gradient magnitude of the Gaussian-smoothed input above ``grad_hu_px`` HU/px.
+    Edge = gradient magnitude of the Gaussian-smoothed input above ``grad_factor`` times its
+    median inside the mask (the median is set by noise and flat tissue, so the rule adapts to
+    the noise level), dilated by ``dilate_px``.
     """
     g = ndi.gaussian_gradient_magnitude(input_hu.astype(np.float64), sigma_px)
-    edges = ndi.binary_dilation(g > grad_hu_px, iterations=dilate_px)
     base = np.ones(input_hu.shape, bool) if mask is None else mask.astype(bool)
+    level = float(np.median(g[base])) if base.any() else float(np.median(g))
+    edges = ndi.binary_dilation(g > grad_factor * level, iterations=dilate_px)
     return np.asarray(base & ~edges)
 
 

@@ -77,7 +77,7 @@ def test_grid_lines_and_tile_stride_detected() -> None:
 def test_seam_detected_at_tile_border() -> None:
     low, den = _phantom_residuals(1, 2)[0]
     seam = np.zeros_like(den)
-    seam[:, 128:] = 20.0  # a 20-HU offset between two tiles (one slice)
+    seam[:, 128:] = 30.0  # a 30-HU offset between two tiles (one slice)
     quiet = quiet_mask(low, inner_mask(low > -500))
     res = seam_scan(den + seam - low, quiet)
     assert res.line == "x=128" and res.z >= DEFAULT_THRESHOLDS.seam_z
@@ -88,7 +88,7 @@ def test_seam_detected_at_tile_border() -> None:
 def test_seam_pooled_over_slices_flags_patient() -> None:
     pairs = _phantom_residuals(8, 4)
     seam = np.zeros((256, 256))
-    seam[:, 128:] = 12.0
+    seam[:, 128:] = 20.0
     res = [
         score_slice(den + seam - low, inner_mask(low > -500), input_hu=low) for low, den in pairs
     ]
