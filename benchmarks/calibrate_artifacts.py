@@ -91,7 +91,8 @@ def main() -> None:
     print(f"{n} slices {shape[0]}x{shape[1]}, noise SD {a.noise:g} HU, residual = smooth - low")
     print(f"thresholds: score {th.score_db} dB, seam z {th.seam_z} (slice), "
           f"{th.seam_z_pooled} (pooled), patient fraction {th.patient_fraction}")  # fmt: skip
-    print(f"clean spectral score dB: median {np.median(spec):.1f}, 98% {np.quantile(spec, 0.98):.1f},"
+    q98 = np.quantile(spec, 0.98)
+    print(f"clean spectral score dB: median {np.median(spec):.1f}, 98% {q98:.1f},"
           f" max {spec.max():.1f}; seam z: median {np.median(seamz):.1f}, "
           f"98% {np.quantile(seamz, 0.98):.1f}, max {seamz.max():.1f}; pooled seam z per "
           f"patient: max {pooled.max():.1f}")  # fmt: skip
