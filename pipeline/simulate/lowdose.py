@@ -24,6 +24,7 @@ import torch
 
 from pipeline.errors import SimulationError
 from pipeline.simulate.geometry import MU_WATER_PER_MM, ParallelGeometry, hu_to_mu, mu_to_hu
+from pipeline.simulate.matrices import sim_threads
 from pipeline.simulate.noise import (
     DEFAULT_ELECTRONIC_SD,
     DEFAULT_TARGET_SD_HU,
@@ -117,7 +118,18 @@ def simulate_pair(
     noise: NoiseModel | None = None,
 ) -> PairResult:
     """Mode (a): noisy full-dose and low-dose (``dose``) reconstructions of a clean HU volume."""
-    dose = check_dose(dose)
+    with sim_threads():
+        return _simulate_pair(clean_hu, pixel_mm, check_dose(dose), seed, settings, noise)
+
+
+def _simulate_pair(
+    clean_hu: np.ndarray,
+    pixel_mm: float,
+    dose: float,
+    seed: int,
+    settings: SimulationSettings | None,
+    noise: NoiseModel | None,
+) -> PairResult:
     settings = settings or SimulationSettings()
     arr, (oy, ox) = _square(_as_volume(clean_hu))
     geom, model = _setup(arr, pixel_mm, settings, noise)
@@ -153,7 +165,18 @@ def insert_noise(
     ``noise`` (or ``settings.target_sd_hu``) describes the *full-dose* scan: the calibrated I0 is
     the one at which the input's noise level would arise, so the added noise is consistent with
     the noise the input already has."""
-    dose = check_dose(dose)
+    with sim_threads():
+        return _insert_noise(full_hu, pixel_mm, check_dose(dose), seed, settings, noise)
+
+
+def _insert_noise(
+    full_hu: np.ndarray,
+    pixel_mm: float,
+    dose: float,
+    seed: int,
+    settings: SimulationSettings | None,
+    noise: NoiseModel | None,
+) -> tuple[np.ndarray, NoiseModel]:
     settings = settings or SimulationSettings()
     src = _as_volume(full_hu)
     arr, (oy, ox) = _square(src)

@@ -15,6 +15,7 @@ Larger images fall back to the matrix-free ``grid_sample`` operators (memory gro
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,11 +41,15 @@ def sparse_ok(geom: ParallelGeometry) -> bool:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
-    """Many small tensor ops: intra-op threads only add synchronisation cost (much more so on a
-    loaded machine), so matrix building runs single-threaded."""
+def sim_threads(n: int | None = None) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads (default: env ``LDCT_SIM_THREADS``, else 1).
+
+    The simulation's operations are many medium-sized tensor ops on slice batches; measured on
+    the 2-core project machine under load, 2 OpenMP threads made them ~10x *slower* than 1
+    (threads wait for each other when the OS deschedules one). Batching gives the speed."""
+    want = n if n is not None else int(os.environ.get("LDCT_SIM_THREADS", "1"))
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, want))
     try:
         yield
     finally:
@@ -65,35 +70,37 @@ def _csr(
 @lru_cache(maxsize=2)
 def forward_matrix(geom: ParallelGeometry) -> torch.Tensor:
     """CSR (n_views * n_det, N * N): sinogram = M @ image (row-major pixels, 1/mm -> unitless)."""
-    with _one_thread():
+    with sim_threads():
         return _forward_matrix(geom)
 
 
 def _forward_matrix(geom: ParallelGeometry) -> torch.Tensor:
     n, d_n, px = geom.n_pixels, geom.n_det, geom.pixel_mm
-    t = geom.det_centres_mm()  # (D,)
-    centre = (n - 1) / 2.0
-    pos = geom.pixel_centres_mm()  # (N,)
+    # float32 index arithmetic: fractional indices < 1e4 keep ~1e-3 pixel precision
+    t = geom.det_centres_mm().float()[None, :, None]  # (1, D, 1)
+    pos = geom.pixel_centres_mm().float()[None, None, :]  # (1, 1, N): row (or column) stepped
+    k = torch.arange(n)[None, None, :, None]
+    theta = geom.angles()
+    chunk = max(1, 4_000_000 // (d_n * n))
     rows_l, cols_l, vals_l = [], [], []
-    for a, th in enumerate(geom.angles().tolist()):
-        c, s = math.cos(th), math.sin(th)
-        if abs(c) >= abs(s):  # step along rows j: x = (t - y_j s) / c
-            f = (t[:, None] - pos[None, :] * s) / c / px + centre  # (D, N) column index
-            step, along_rows = px / abs(c), True
-        else:  # step along columns i: y = (t - x_i c) / s
-            f = (t[:, None] - pos[None, :] * c) / s / px + centre  # (D, N) row index
-            step, along_rows = px / abs(s), False
+    for a0 in range(0, geom.n_views, chunk):
+        th = theta[a0 : a0 + chunk]
+        c, s = torch.cos(th).float()[:, None, None], torch.sin(th).float()[:, None, None]
+        by_rows = c.abs() >= s.abs()  # (A, 1, 1): step along rows j, x = (t - y_j s) / c
+        lead = torch.where(by_rows, c, s)  # the dominant direction cosine
+        other = torch.where(by_rows, s, c)
+        f = (t - pos * other) / lead / px + (n - 1) / 2.0  # (A, D, N) fractional index
         f0 = torch.floor(f)
-        taps = torch.stack((f0, f0 + 1), dim=-1)  # (D, N, 2): rows stay grouped by (view, bin)
-        wts = torch.stack((1.0 - (f - f0), f - f0), dim=-1) * step
-        k = torch.arange(n)[None, :, None]
+        taps = torch.stack((f0, f0 + 1), dim=-1)  # (A, D, N, 2): rows grouped by (view, bin)
+        wts = torch.stack((1.0 - (f - f0), f - f0), dim=-1) * (px / lead.abs())[..., None]
         ok = (taps >= 0) & (taps <= n - 1) & (wts > 0)
-        idx = taps.long()
-        col = k * n + idx if along_rows else idx * n + k
-        drow = torch.arange(d_n)[:, None, None].expand_as(taps)
-        rows_l.append((a * d_n + drow)[ok])
+        idx = taps.long().clamp(0, n - 1)
+        col = torch.where(by_rows[..., None], k * n + idx, idx * n + k)
+        view = torch.arange(a0, a0 + len(th))[:, None, None, None]
+        row = view * d_n + torch.arange(d_n)[None, :, None, None]
+        rows_l.append(row.expand_as(taps)[ok])
         cols_l.append(col[ok])
-        vals_l.append(wts[ok].float())
+        vals_l.append(wts[ok])
     return _csr(
         torch.cat(rows_l), torch.cat(cols_l), torch.cat(vals_l), (geom.n_views * d_n, n * n)
     )
@@ -102,18 +109,19 @@ def _forward_matrix(geom: ParallelGeometry) -> torch.Tensor:
 @lru_cache(maxsize=2)
 def back_matrix(geom: ParallelGeometry) -> torch.Tensor:
     """CSR (N * N, n_views * n_det): image = M @ filtered sinogram (zero outside the FOV)."""
-    with _one_thread():
+    with sim_threads():
         return _back_matrix(geom)
 
 
 def _back_matrix(geom: ParallelGeometry) -> torch.Tensor:
     n, d_n = geom.n_pixels, geom.n_det
-    pos = geom.pixel_centres_mm()
+    pos = geom.pixel_centres_mm().float()
     yy, xx = torch.meshgrid(pos, pos, indexing="ij")
     inside = torch.nonzero(geom.fov_mask().reshape(-1)).squeeze(1)  # (P,)
     xx, yy = xx.reshape(-1)[inside], yy.reshape(-1)[inside]
     th = geom.angles()
-    t = xx[:, None] * torch.cos(th)[None, :] + yy[:, None] * torch.sin(th)[None, :]  # (P, A)
+    cos, sin = torch.cos(th).float()[None, :], torch.sin(th).float()[None, :]
+    t = xx[:, None] * cos + yy[:, None] * sin  # (P, A)
     f = t / geom.det_mm + (d_n - 1) / 2.0
     f0 = torch.floor(f)
     taps = torch.stack((f0, f0 + 1), dim=-1)  # (P, A, 2): rows stay grouped by pixel
@@ -121,7 +129,7 @@ def _back_matrix(geom: ParallelGeometry) -> torch.Tensor:
     view = torch.arange(geom.n_views)[None, :, None] * d_n
     ok = (taps >= 0) & (taps <= d_n - 1)
     rows = inside[:, None, None].expand_as(taps)[ok]
-    return _csr(rows, (view + taps.long())[ok], wts[ok].float(), (n * n, geom.n_views * d_n))
+    return _csr(rows, (view + taps.long())[ok], wts[ok], (n * n, geom.n_views * d_n))
 
 
 def apply(matrix: torch.Tensor, batch: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
