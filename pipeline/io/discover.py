@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pipeline.io.header import FileHeader, FrameRef, SkippedFile, read_header
 from pipeline.io.tags import value
+from pipeline.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def scan(paths: Iterable[str | Path] | str | Path) -> ScanResult:
     headers: list[FileHeader] = []
     skipped: list[SkippedFile] = []
     n_files = 0
-    for item in iter_files(paths):
+    for item in progress(iter_files(paths), desc="scanning DICOM headers", unit="file"):
         if isinstance(item, SkippedFile):
             skipped.append(item)
             continue

@@ -36,11 +36,15 @@ def inspect(
     """
     from pipeline.errors import DicomError
     from pipeline.io.discover import scan
+    from pipeline.utils.progress import progress
 
     result = scan(paths)
     # series warnings are printed in the table below; don't repeat them as log lines
     logging.getLogger("pipeline.io.read").setLevel(logging.WARNING)
-    rows = [_describe(rec, headers_only, workers) for rec in result.series]
+    rows = [
+        _describe(rec, headers_only, workers)
+        for rec in progress(result.series, desc="reading series", unit="series")
+    ]
     if as_json:
         doc = {
             "n_files": result.n_files,
