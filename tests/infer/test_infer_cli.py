@@ -180,3 +180,16 @@ def test_shards_are_disjoint_and_merge(tmp_path: Path, run_cli: Callable) -> Non
     rows = json.loads((out / "manifest.json").read_text())["rows"]
     assert len(rows) == 5 and {r["status"] for r in rows} == {"ok"}
     assert (out / "manifest.csv").read_text().count("\n") == 6
+
+
+def test_no_model_uses_bundled_and_says_so(
+    cohort: Path, tmp_path: Path, run_cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.train.bundled as bundled
+
+    ckpt = identity_checkpoint(tmp_path / "bundled.pt")
+    monkeypatch.setattr(bundled, "bundled_model_path", lambda verify=True: ckpt)
+    res = run_cli("denoise", cohort, "--out", tmp_path / "out", "--dry-run")
+    assert res.exit_code == 0
+    assert "No --model given: using the bundled demo model" in res.stdout
+    assert str(ckpt) in res.stdout
