@@ -41,7 +41,7 @@ def denoise(
     """Denoise every selected CT series under INPUT... into OUT, with a manifest; resumable.
 
     Exit code 0: all selected series ok (or already done); 1: some series failed (see
-    OUT/manifest.csv); 3: nothing readable was found.
+    OUT/manifest.csv); 2: bad options; 3: nothing readable was found; 4: model missing/corrupt.
     """
     from pipeline.config import load_config, save_resolved
     from pipeline.errors import DicomError
@@ -51,13 +51,11 @@ def denoise(
     from pipeline.infer.session import run_session
     from pipeline.io.discover import scan
 
-    flags = list(overrides)
-    for key, value in (("model", model), ("format", fmt), ("precision", precision)):
-        if value is not None:
-            flags.append(f"{key}={value}")
-    if shard is not None:
-        flags.append(f"shard={shard!r}")
-    cfg = load_config(DenoiseConfig, config, flags)
+    cfg = load_config(DenoiseConfig, config, overrides)
+    pairs = (("model", model), ("format", fmt), ("precision", precision), ("shard", shard))
+    explicit = {k: v for k, v in pairs if v is not None}
+    if explicit:  # explicit flags win over the file and --set (taken verbatim, not as YAML)
+        cfg = load_config(DenoiseConfig, base={**cfg.model_dump(mode="json"), **explicit})
     out_root = out.resolve()
     check_paths(inputs, out_root)
     source = resolve_model_path(cfg)
