@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Reference method's layer set (Keras block1_conv2, block2_conv2, block3_conv3, post-ReLU).
 DEFAULT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")
-#: lambda: perceptual term ~= MSE term at quarter-dose noise (see docs/perceptual-loss.md).
-DEFAULT_PERCEPTUAL_WEIGHT = 0.02
+#: lambda: perceptual term = MSE term on simulated quarter-dose error, measured with random VGG
+#: weights (benchmarks/bench_perceptual_lambda.py; re-tune with ImageNet weights, see docs).
+DEFAULT_PERCEPTUAL_WEIGHT = 0.011
 
 
 class VggWeights(str, Enum):

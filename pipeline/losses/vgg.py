@@ -116,7 +116,7 @@ class VGG16Features(nn.Module):
         self.register_buffer("w0_gray", (w0 / s).sum(1, keepdim=True).float(), False)
         self.register_buffer("w0_offset", (w0 * m / s).sum(1, keepdim=True).float(), False)
         self._offset_cache: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
-        self._cast_cache: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self._cast_cache: dict[tuple[str, torch.dtype, bool], torch.Tensor] = {}
         self.requires_grad_(False)
         self.eval()
 
@@ -144,15 +144,17 @@ class VGG16Features(nn.Module):
         assert isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)
         return w, b
 
-    def _cast(self, name: str, dtype: torch.dtype) -> torch.Tensor:
-        """Buffer ``name`` in ``dtype`` (cached: casting 14.7 M weights per call costs time)."""
+    def _cast(self, name: str, dtype: torch.dtype, channels_last: bool = False) -> torch.Tensor:
+        """Buffer ``name`` in ``dtype`` (and channels-last for 4-D), cached per variant."""
         t = getattr(self, name)
         assert isinstance(t, torch.Tensor)
-        if t.dtype == dtype:
+        cl = channels_last and t.ndim == 4
+        if t.dtype == dtype and not cl:
             return t
-        key = (name, dtype)
+        key = (name, dtype, cl)
         if key not in self._cast_cache:
-            self._cast_cache[key] = t.to(dtype)
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            self._cast_cache[key] = t.to(dtype).contiguous(memory_format=fmt)
         return self._cast_cache[key]
 
     def _first_conv(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,13 +229,13 @@ class VGG16Features(nn.Module):
                     with torch.no_grad():
                         a = self._first_conv(a).to(conv_dtype)
                     if d.shape[1] == 1 and self.fold_gray:
-                        w = self._cast("w0_gray", conv_dtype)
+                        w = self._cast("w0_gray", conv_dtype, channels_last)
                     else:
                         d = d.expand(-1, 3, -1, -1) / self.std
-                        w = self._cast("w0", conv_dtype)
+                        w = self._cast("w0", conv_dtype, channels_last)
                     d = F.conv2d(d.to(conv_dtype), w, padding=1)
                 else:
-                    w = self._cast(f"w{i}", conv_dtype)
+                    w = self._cast(f"w{i}", conv_dtype, channels_last)
                     with torch.no_grad():
                         a = F.conv2d(a, w, self._cast(f"b{i}", conv_dtype), padding=1)
                     d = F.conv2d(d, w, padding=1)
