@@ -20,9 +20,10 @@ Conventions (checked against scikit-image in ``tests/evaluate/test_eval_metrics.
   SSIM averages its (border-cropped) map over masked pixels whose window centre lies in the
   crop. An empty mask gives NaN.
 
-Computation runs in the input dtype (float32 for speed; pass float64 for reference-grade
-numbers). Filters are separable depthwise convolutions in channels-last layout, which is the
-fastest CPU route we measured (see ``benchmarks/bench_metrics.py``).
+SSIM is differentiable when an input requires grad (out-of-place path); otherwise a fused
+in-place path runs. Computation runs in the input dtype (float32 for speed; pass float64 for
+reference-grade numbers). Filters are separable depthwise convolutions in channels-last
+layout, the fastest CPU route we measured (see ``benchmarks/bench_metrics.py``).
 """
 
 from __future__ import annotations
@@ -161,16 +162,28 @@ def ssim_map(
     k = weights.numel()
     if pred.shape[-1] < k or pred.shape[-2] < k:
         raise LdctError(f"ssim: images must be at least {k}x{k}, found {tuple(pred.shape[-2:])}")
-    b, _, h, w = pred.shape
-    stack = torch.empty((b, 5, h, w), dtype=pred.dtype, device=pred.device)
-    stack[:, 0:1] = pred
-    stack[:, 1:2] = target
-    torch.mul(pred, pred, out=stack[:, 2:3])
-    torch.mul(target, target, out=stack[:, 3:4])
-    torch.mul(pred, target, out=stack[:, 4:5])
+    grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
+    if grad:
+        stack = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
+    else:
+        b, _, h, w = pred.shape
+        stack = torch.empty((b, 5, h, w), dtype=pred.dtype, device=pred.device)
+        stack[:, 0:1] = pred
+        stack[:, 1:2] = target
+        torch.mul(pred, pred, out=stack[:, 2:3])
+        torch.mul(target, target, out=stack[:, 3:4])
+        torch.mul(pred, target, out=stack[:, 4:5])
     ux, uy, uxx, uyy, uxy = separable_filter_valid(stack, weights).unbind(dim=1)
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
+    if grad:
+        # differentiable (out-of-place) form, for callers that back-propagate through SSIM
+        vx = cov_norm * (uxx - ux * ux)
+        vy = cov_norm * (uyy - uy * uy)
+        vxy = cov_norm * (uxy - ux * uy)
+        num_g = (2 * ux * uy + c1) * (2 * vxy + c2)
+        den_g = (ux * ux + uy * uy + c1) * (vx + vy + c2)
+        return (num_g / den_g).unsqueeze(1)
     # in-place form of (2 ux uy + c1)(2 vxy + c2) / ((ux^2 + uy^2 + c1)(vx + vy + c2)),
     # v* = cov_norm * (filtered second moment - product of means)
     uxuy = ux * uy

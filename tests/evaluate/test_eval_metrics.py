@@ -141,3 +141,15 @@ def test_bad_inputs_raise() -> None:
         M.psnr(p[:, 0], t[:, 0], 1.0)
     with pytest.raises(LdctError, match="kernel"):
         M.ssim(p, t, 1.0, kernel="box")  # type: ignore[arg-type]
+
+
+def test_ssim_differentiable_path_equals_fast_path() -> None:
+    pred, target = _pair(9)
+    p = _t(pred).requires_grad_(True)
+    t = _t(target)
+    val = M.ssim(p, t, 1.0, kernel="gaussian")
+    val.sum().backward()
+    assert p.grad is not None and torch.isfinite(p.grad).all()
+    with torch.no_grad():
+        fast = M.ssim(_t(pred), t, 1.0, kernel="gaussian")
+    np.testing.assert_allclose(val.detach().numpy(), fast.numpy(), atol=1e-12)
