@@ -55,7 +55,8 @@ class EvaluationResult:
     problems: list[str] = field(default_factory=list)
 
 
-def _read(item: EvalItem) -> dict[str, CTVolume]:
+def read_item(item: EvalItem) -> dict[str, CTVolume]:
+    """Read the series of one evaluation item (roles low, full, denoised as present)."""
     from pipeline.io.read import read_series
 
     vols = {"low": read_series(item.low)}
@@ -64,6 +65,11 @@ def _read(item: EvalItem) -> dict[str, CTVolume]:
     if item.denoised is not None:
         vols["denoised"] = read_series(item.denoised)
     return vols
+
+
+def load_aligned(item: EvalItem) -> dict[str, CTVolume]:
+    """Read an item's series and align them to the low-dose slice order (the report uses this)."""
+    return align(item.patient, read_item(item), full_same_frame=item.full_same_frame)
 
 
 def align(
@@ -148,7 +154,7 @@ def evaluate(
     models: dict[str, dict[str, Any]] = {}
     for item in progress(pairing.items, desc="evaluate", total=len(pairing.items)):
         try:
-            vols = align(item.patient, _read(item), full_same_frame=item.full_same_frame)
+            vols = load_aligned(item)
         except LdctError as exc:
             problems.append(f"{item.patient}: {exc}")
             log.warning("%s: skipped: %s", item.patient, exc)

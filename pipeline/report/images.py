@@ -76,8 +76,7 @@ def pick_slices(
 def load_patient_images(summary: dict, patient: str) -> PatientImages:
     """Re-pair the evaluation's inputs with its own rule and read this patient's volumes."""
     from pipeline.evaluate.pairing import pair_inputs
-    from pipeline.evaluate.runner import align
-    from pipeline.io.read import read_series
+    from pipeline.evaluate.runner import load_aligned
 
     inputs = summary.get("inputs", {})
     out = PatientImages()
@@ -90,12 +89,7 @@ def load_patient_images(summary: dict, patient: str) -> PatientImages:
         item = next((it for it in pairing.items if it.patient == patient), None)
         if item is None:
             raise LdctError(f"patient {patient!r} not found when re-pairing the inputs")
-        vols = {"low": read_series(item.low)}
-        if item.full is not None:
-            vols["full"] = read_series(item.full)
-        if item.denoised is not None:
-            vols["denoised"] = read_series(item.denoised)
-        out.volumes = align(patient, vols, full_same_frame=item.full_same_frame)
+        out.volumes = load_aligned(item)
     except LdctError as exc:
         out.problem = str(exc)
         log.warning("%s: images unavailable: %s", patient, exc)
