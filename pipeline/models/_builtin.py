@@ -30,7 +30,7 @@ def register_all() -> None:
         ModelSpec(
             "drle-s",
             DRLE,
-            "DRL-E, 32 channels: same graph as the reference at ~1/4 of the FLOPs (CPU default)",
+            "DRL-E, 32 ch: same graph as the reference at 1/4 of the FLOPs (fast CPU option)",
             preset={"channels": 32},
         )
     )

@@ -24,7 +24,7 @@ from pipeline.config import StrictModel
 from pipeline.errors import ConfigError
 
 #: The model trained and used for denoising when a config names none (see docs/models.md).
-DEFAULT_MODEL = "drle-s"
+DEFAULT_MODEL = "drle"
 
 
 @dataclass(frozen=True)
