@@ -8,17 +8,18 @@ No pixel data is decoded here. Each file either becomes a :class:`FileHeader` (w
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
+from pipeline.io.fastheader import Unusual, read_fast
 from pipeline.io.hu import Rescale, padding_spec, rescale_for_frame
 from pipeline.io.sop import classify_sop, is_localizer
 from pipeline.io.tags import first_bad_vr, quiet, value
@@ -116,6 +117,10 @@ def _open(path: Path) -> Dataset:
     try:
         with open(path, "rb") as fp:
             try:
+                return read_fast(fp, size)  # the common layout, without pydicom's generator
+            except Unusual:
+                fp.seek(0)
+            try:
                 return pydicom.dcmread(fp, defer_size=1024)
             except InvalidDicomError:
                 fp.seek(0)
@@ -147,7 +152,7 @@ def _tag(ds: Dataset, name: str) -> Any:
 
 def _transfer_syntax(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
-    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    uid = value(meta, "TransferSyntaxUID") if meta is not None else None
     if uid:
         return str(uid)
     # no meta header: pydicom guessed the encoding while reading
@@ -322,18 +327,18 @@ def _floats(value: Any, n: int, name: str) -> tuple[float, ...]:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         raise _Skip(f"contradicting tags: {name} is not numeric ({value!r})") from None
-    if len(out) != n or not all(np.isfinite(out)):
+    if len(out) != n or not all(math.isfinite(v) for v in out):
         raise _Skip(f"contradicting tags: {name} must hold {n} finite numbers, found {value!r}")
     return out
 
 
 def _orientation(value: Any) -> tuple[float, float, float, float, float, float]:
     iop = _floats(value, 6, "ImageOrientationPatient")
-    row, col = np.array(iop[:3]), np.array(iop[3:])
+    row, col = iop[:3], iop[3:]
     if (
-        abs(np.linalg.norm(row) - 1) > _ORTHO_TOL
-        or abs(np.linalg.norm(col) - 1) > _ORTHO_TOL
-        or abs(float(row @ col)) > _ORTHO_TOL
+        abs(math.hypot(*row) - 1) > _ORTHO_TOL
+        or abs(math.hypot(*col) - 1) > _ORTHO_TOL
+        or abs(sum(r * c for r, c in zip(row, col, strict=True))) > _ORTHO_TOL
     ):
         raise _Skip(f"contradicting tags: ImageOrientationPatient {iop} is not orthonormal")
     return iop  # type: ignore[return-value]

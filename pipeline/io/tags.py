@@ -24,20 +24,34 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import VR
 
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_ONE = {
+    (vr, little): struct.Struct(("<" if little else ">") + fmt)
+    for vr, fmt in _BINARY.items()
+    for little in (True, False)
+}
 _ASCII = {"UI", "CS", "SH", "AS", "DA", "TM", "DT"}
+
+
+_QUIET_DEPTH = 0
 
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Mute pydicom's logger and Python warnings inside the block."""
+    """Mute pydicom's logger and Python warnings inside the block (cheap when nested)."""
+    global _QUIET_DEPTH
+    if _QUIET_DEPTH > 0:  # an outer block (e.g. the whole scan) already muted everything
+        yield
+        return
     logger = logging.getLogger("pydicom")
     level = logger.level
     logger.setLevel(logging.ERROR)
+    _QUIET_DEPTH += 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        _QUIET_DEPTH -= 1
         logger.setLevel(level)
 
 
@@ -67,13 +81,14 @@ def value(ds: Dataset, keyword: str) -> Any:
         vr = elem.VR or _vr(tag)
         raw = elem.value
         if vr in _BINARY:
-            fmt = _BINARY[vr]
-            n = len(raw) // struct.calcsize(fmt)
+            one = _ONE[vr, elem.is_little_endian]
+            n = len(raw) // one.size
             if n == 0:
                 return None
+            if n == 1:
+                return one.unpack_from(raw)[0]
             order = "<" if elem.is_little_endian else ">"
-            vals = struct.unpack(f"{order}{n}{fmt}", raw[: n * struct.calcsize(fmt)])
-            return vals[0] if n == 1 else list(vals)
+            return list(struct.unpack_from(f"{order}{n}{_BINARY[vr]}", raw))
         if vr in ("IS", "DS") or vr in _ASCII:
             text = raw.decode("latin-1").strip(" \x00")
             if not text:
