@@ -227,3 +227,34 @@ def test_bf16_delta_stays_accurate_where_bf16_direct_fails(state):
     cos = torch.nn.functional.cosine_similarity
     assert abs(delta_l / ref_l - 1) < 0.01 and cos(delta_g, ref_g, dim=0) > 0.99
     assert abs(direct_l / ref_l - 1) > 0.1  # the failure the delta formulation avoids
+
+
+@pytest.mark.slow
+def test_full_torchvision_state_dict_by_path_equals_article(tmp_path):
+    """The article's way: a whole torchvision VGG16 state dict file (528 MB) loaded by path."""
+    import torchvision
+
+    from pipeline.losses.objective import LossConfig, build_objective
+
+    torch.manual_seed(0)
+    path = tmp_path / "vgg16.pth"
+    torch.save(torchvision.models.vgg16().state_dict(), path)
+    article = ArticleVGGPerceptualLoss(path, resize=False)
+    cfg = LossConfig.model_validate(
+        {
+            "mse_weight": 0.0,
+            "perceptual": {
+                "weight": 1.0,
+                "vgg_weights": "file",
+                "vgg_weights_path": str(path),
+                "distance": "l1",
+                "windows": ["model"],
+                "layers": list(ARTICLE_BLOCKS),
+            },
+        }
+    )
+    ours = build_objective(cfg)
+    g = torch.Generator().manual_seed(5)
+    target = torch.rand(2, 1, 32, 32, generator=g)
+    pred = (target + 0.05 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    torch.testing.assert_close(ours(pred, target)[0], article(pred, target), rtol=1e-5, atol=1e-6)
