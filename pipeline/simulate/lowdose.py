@@ -24,7 +24,7 @@ import torch
 
 from pipeline.errors import SimulationError
 from pipeline.simulate.geometry import MU_WATER_PER_MM, ParallelGeometry, hu_to_mu, mu_to_hu
-from pipeline.simulate.matrices import sim_threads
+from pipeline.simulate.matrices import sim_threads, sparse_ok
 from pipeline.simulate.noise import (
     DEFAULT_ELECTRONIC_SD,
     DEFAULT_TARGET_SD_HU,
@@ -36,8 +36,10 @@ from pipeline.simulate.noise import (
 )
 from pipeline.simulate.projector import FilterName, fbp, forward_project
 
-#: slices projected together (memory ~ chunk x views x bins x 2 samples x 4 bytes)
+#: slices projected together (memory ~ chunk x views x bins x 8 bytes); larger when the
+#: projector matrices are built per batch (large images), to share that cost
 _CHUNK = 8
+_CHUNK_STREAMED = 32
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ def _setup(
     return geom, model
 
 
+def _chunk(geom: ParallelGeometry) -> int:
+    return _CHUNK if sparse_ok(geom) else _CHUNK_STREAMED
+
+
 def _generator(seed: int, chunk: int, stream: str) -> torch.Generator:
     mix = int.from_bytes(f"{stream}".encode()[:8].ljust(8, b"\0"), "little")
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + chunk * 7919 + mix) % (2**63))
@@ -135,9 +141,10 @@ def _simulate_pair(
     geom, model = _setup(arr, pixel_mm, settings, noise)
     full = np.empty_like(arr)
     low = np.empty_like(arr)
-    for c, z0 in enumerate(range(0, arr.shape[0], _CHUNK)):
+    step = _chunk(geom)
+    for c, z0 in enumerate(range(0, arr.shape[0], step)):
         gen = _generator(seed, c, "pair")
-        p = forward_project(hu_to_mu(arr[z0 : z0 + _CHUNK]), geom)
+        p = forward_project(hu_to_mu(arr[z0 : z0 + step]), geom)
         photons = torch.poisson(model.i0 * torch.exp(-p.double()), generator=gen)
         low_photons = thin_counts(photons, dose, gen)
         p_full = _log_measure(photons, model, 1.0, gen)
@@ -183,9 +190,11 @@ def _insert_noise(
     geom, model = _setup(arr, pixel_mm, settings, noise)
     out = np.empty_like(arr)
     scale = 1000.0 / MU_WATER_PER_MM
-    for c, z0 in enumerate(range(0, arr.shape[0], _CHUNK)):
+    step = _chunk(geom)
+    for c, z0 in enumerate(range(0, arr.shape[0], step)):
         gen = _generator(seed, c, "insert")
-        p = forward_project(hu_to_mu(arr[z0 : z0 + _CHUNK]), geom)
+        mu = hu_to_mu(arr[z0 : z0 + step])
+        p = forward_project(mu, geom) if sparse_ok(geom) else coarse_projection(mu, geom)
         sd = torch.sqrt(model.extra_variance(p.double(), dose))
         e = (sd * torch.randn(p.shape, generator=gen, dtype=torch.float64)).to(torch.float32)
         out[z0 : z0 + p.shape[0]] = (
@@ -193,6 +202,34 @@ def _insert_noise(
         )
     ny, nx = src.shape[-2:]
     return out[:, oy : oy + ny, ox : ox + nx], model
+
+
+def coarse_projection(mu: torch.Tensor, geom: ParallelGeometry) -> torch.Tensor:
+    """Line integrals on ``geom`` computed on a 2x coarser grid and interpolated (B, A, D).
+
+    Noise insertion needs the projections only for the variance map exp(p), which is smooth; a
+    2x2-pooled image on the cached sparse projector gives it at a fraction of the cost of the
+    full-resolution matrix-free projector (large images)."""
+    n = mu.shape[-1]
+    pad = n % 2
+    m = torch.nn.functional.pad(mu, (0, pad, 0, pad)) if pad else mu
+    coarse = torch.nn.functional.avg_pool2d(m.unsqueeze(1), 2).squeeze(1)
+    cg = ParallelGeometry.for_image(coarse.shape[-1], 2 * geom.pixel_mm)
+    pc = forward_project(coarse, cg).double()  # (B, A', D')
+    # angles 0..pi inclusive: the view at pi is view 0 mirrored in t
+    ext = torch.cat((pc, pc[:, :1].flip(-1)), dim=1)
+    u = geom.angles() / (math.pi / cg.n_views)  # target views in coarse view units
+    i0 = u.floor().long().clamp(0, cg.n_views - 1)
+    w = (u - i0).unsqueeze(-1)
+    by_view = ext[:, i0] * (1 - w) + ext[:, i0 + 1] * w  # (B, A, D')
+    # detector: target bin centres in coarse bin units (zero outside the coarse detector)
+    v = geom.det_centres_mm() / cg.det_mm + (cg.n_det - 1) / 2.0
+    j0 = v.floor().long()
+    wv = v - j0
+    padded = torch.nn.functional.pad(by_view, (1, 1))  # index -1 and D' read zeros
+    lo = padded[..., (j0 + 1).clamp(0, cg.n_det + 1)]
+    hi = padded[..., (j0 + 2).clamp(0, cg.n_det + 1)]
+    return (lo * (1 - wv) + hi * wv).float()
 
 
 def expected_sd_ratio(dose: float) -> float:

@@ -4,8 +4,9 @@ Everything works on batches of slices ``(B, N, N)`` / sinograms ``(B, n_views, n
 torch; the inner loops are ``grid_sample`` calls over chunks of views, so one call handles many
 slices and views at once (the speed-up over scikit-image's per-angle ``radon``/``iradon`` loops).
 
-* forward: Joseph's method as a cached sparse matrix (:mod:`pipeline.simulate.matrices`) up to
-  ~300 x 300, else ray-driven bilinear samples every ``pixel_mm / oversample`` along each ray;
+* forward: Joseph's method as a sparse matrix (:mod:`pipeline.simulate.matrices`, cached up to
+  ~300 x 300, or built in blocks of views on request); for larger images ray-driven bilinear
+  samples every ``pixel_mm / oversample`` along each ray (``grid_sample``);
 * filter: the band-limited ramp of Kak & Slaney (spatial kernel 1/4, -1/(pi n)^2 for odd n),
   zero-padded FFT, optional apodisation window (``ramp``, ``shepp-logan``, ``cosine``, ``hann``);
 * back-projection: pixel-driven, linear interpolation on the detector, times pi / n_views.
@@ -36,10 +37,15 @@ class FilterName(str, Enum):
     HANN = "hann"
 
 
-def _use_sparse(geom: ParallelGeometry, method: str) -> bool:
-    if method not in ("auto", "sparse", "sample"):
-        raise SimulationError(f"projector method must be auto, sparse or sample, found {method!r}")
-    return method == "sparse" or (method == "auto" and matrices.sparse_ok(geom))
+METHODS = ("auto", "sparse", "stream", "sample")
+
+
+def _method(geom: ParallelGeometry, method: str) -> str:
+    if method not in METHODS:
+        raise SimulationError(f"projector method must be one of {METHODS}, found {method!r}")
+    if method == "auto":  # streaming rebuilds blocks per batch: slower than sampling (measured)
+        return "sparse" if matrices.sparse_ok(geom) else "sample"
+    return method
 
 
 def _check_batch(x: torch.Tensor, shape: tuple[int, int], what: str) -> torch.Tensor:
@@ -57,12 +63,16 @@ def forward_project(
 ) -> torch.Tensor:
     """Line integrals of ``image`` (B, N, N) [1/mm] -> sinogram (B, n_views, n_det) [unitless].
 
-    ``method``: "sparse" (cached Joseph system matrix), "sample" (matrix-free ray sampling with
-    ``grid_sample``, ``oversample`` samples per pixel), or "auto" (sparse when it fits memory).
+    ``method``: "sparse" (cached Joseph system matrix), "stream" (the same matrix built in blocks
+    of views on the fly), "sample" (matrix-free ray sampling with ``grid_sample``, ``oversample``
+    samples per pixel), or "auto" (sparse when it fits memory, else sample).
     """
     img = _check_batch(image, (geom.n_pixels, geom.n_pixels), "image")
-    if _use_sparse(geom, method):
+    how = _method(geom, method)
+    if how == "sparse":
         return matrices.apply(matrices.forward_matrix(geom), img, (geom.n_views, geom.n_det))
+    if how == "stream":
+        return matrices.forward_streamed(geom, img)
     b = img.shape[0]
     ds = geom.pixel_mm / oversample
     n_s = math.ceil(geom.n_det * geom.det_mm / ds)
@@ -122,8 +132,11 @@ def back_project(q: torch.Tensor, geom: ParallelGeometry, *, method: str = "auto
     Only pixels inside the scan field of view are reconstructed; the corners are 0. ``method``
     as in :func:`forward_project` (both methods compute the same operator here)."""
     q = _check_batch(q, (geom.n_views, geom.n_det), "sinogram")
-    if _use_sparse(geom, method):
+    how = _method(geom, method)
+    if how == "sparse":
         return matrices.apply(matrices.back_matrix(geom), q, (geom.n_pixels, geom.n_pixels))
+    if how == "stream":
+        return matrices.back_streamed(geom, q)
     b = q.shape[0]
     xs = geom.pixel_centres_mm()
     yy, xx = torch.meshgrid(xs, xs, indexing="ij")
