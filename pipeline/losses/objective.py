@@ -1,13 +1,13 @@
-"""The training objective: ``mse_weight * MSE + perceptual.weight * perceptual (+ edge)``.
+"""The training objective: ``mse_weight * MSE + perceptual.weight * perceptual (+ edge, SSIM)``.
 
 ``LossConfig`` is the ``loss:`` section of a training config; :func:`build_objective` turns it
 into an ``nn.Module`` whose ``forward(pred, target)`` returns ``(total, components)`` with every
 component (unweighted) for logging. MSE is taken in the model range (the whole HU range, so lung
 and bone count); the perceptual term in the configured HU window(s). Optional terms reuse the
 project's single implementation: the edge-map loss is the MSE between the four Sobel maps of
-:mod:`pipeline.models.sobel` (model range, as the reference method's edge layer sees it). (No SSIM
-term: :func:`pipeline.evaluate.metrics.ssim` is built for speed with in-place ops and does not
-support autograd, and a second SSIM copy would drift.)
+:mod:`pipeline.models.sobel` (model range, as the reference method's edge layer sees it); the
+SSIM loss is ``1 - SSIM`` from :func:`pipeline.evaluate.metrics.ssim` (the metric used everywhere,
+differentiable when its input requires grad) in a HU window mapped to [0, 1].
 
 VGG weights are an explicit choice (``perceptual.vgg_weights``): ``imagenet`` (default; a clear
 :class:`~pipeline.errors.WeightsError` naming ``ldct weights fetch|import`` when missing),
@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from pipeline.config import StrictModel
+from pipeline.data.intensity import get_window, model_to_window
 from pipeline.losses import weights as vgg_weights
 from pipeline.losses.perceptual import PerceptualLoss
 from pipeline.utils.shapes import check_shape
@@ -88,14 +89,18 @@ class LossConfig(StrictModel):
 
     mse_weight: float = Field(1.0, ge=0)
     edge_weight: float = Field(0.0, ge=0)
+    ssim_weight: float = Field(0.0, ge=0)
+    ssim_window: str = "soft_tissue"
+    ssim_kernel: Literal["gaussian", "uniform"] = "gaussian"
     perceptual: PerceptualConfig = Field(
         default_factory=lambda: PerceptualConfig.model_validate({})
     )
 
     @model_validator(mode="after")
     def _check(self) -> LossConfig:
-        if not any((self.mse_weight, self.perceptual.weight, self.edge_weight)):
+        if not any((self.mse_weight, self.perceptual.weight, self.edge_weight, self.ssim_weight)):
             raise ValueError("all loss weights are 0: nothing to optimise")
+        get_window(self.ssim_window)  # ConfigError naming the known windows
         return self
 
 
@@ -143,6 +148,12 @@ class Objective(nn.Module):
         out: dict[str, object] = {"mse_weight": self.cfg.mse_weight, "vgg_weights": "none"}
         if self.cfg.edge_weight > 0:
             out["edge_weight"] = self.cfg.edge_weight
+        if self.cfg.ssim_weight > 0:
+            out["ssim"] = {
+                "weight": self.cfg.ssim_weight,
+                "window": self.cfg.ssim_window,
+                "kernel": self.cfg.ssim_kernel,
+            }
 
         if self.perceptual is not None:
             out["perceptual_weight"] = self.cfg.perceptual.weight
@@ -176,6 +187,14 @@ class Objective(nn.Module):
             edge = F.mse_loss(sobel_edges(pred.float()), sobel_edges(target.float()))
             components["edge"] = edge
             total = total + self.cfg.edge_weight * edge
+        if self.cfg.ssim_weight > 0:
+            from pipeline.evaluate.metrics import ssim
+
+            w = self.cfg.ssim_window
+            pw, tw = model_to_window(pred.float(), w), model_to_window(target.float(), w)
+            ssim_loss = 1.0 - ssim(pw, tw, data_range=1.0, kernel=self.cfg.ssim_kernel).mean()
+            components["ssim"] = ssim_loss
+            total = total + self.cfg.ssim_weight * ssim_loss
         return total, components
 
 
