@@ -127,3 +127,28 @@ def test_simulate_cli_refuses_cropped_fov(run_cli, tmp_path: Path) -> None:
     assert "cropped field of view" in res.stderr
     res = run_cli("simulate", "--allow-cropped", tmp_path / "in", tmp_path / "o2")
     assert res.exit_code == 0
+
+
+def _volume(spacing=(2.0, 1.0, 1.0), modality="CT", shape=(1, 32, 32)):
+    from pipeline.io.volume import CTVolume
+
+    hu = np.full(shape, -1000.0, dtype=np.float32)
+    hu[:, 8:24, 8:24] = 40.0
+    return CTVolume(hu, spacing, (0.0, 0.0, 0.0), np.eye(3), meta={"Modality": modality})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"modality": "MR"}, "not CT"),
+        ({"spacing": (2.0, 0.5, 0.7)}, "not square"),
+        ({"spacing": (2.0, float("nan"), 1.0)}, "pixel spacing"),
+        ({"shape": (1, 8, 8)}, "too small"),
+    ],
+)
+def test_simulation_input_checks(kwargs: dict, message: str) -> None:
+    from pipeline.simulate.from_volume import check_input
+
+    with pytest.raises(SimulationError, match=message):
+        check_input(_volume(**kwargs))
+    assert check_input(_volume()) == []
