@@ -31,6 +31,9 @@ def simulate(
 ) -> int:
     """Add the extra sinogram-domain noise of going from full dose to DOSE, write it as a new
     series in the same study (derived, dose recorded in the header) plus simulation.json."""
+    import os
+    import shutil
+
     from pipeline.errors import ConfigError, SimulationError
     from pipeline.io.read import read_volume
     from pipeline.simulate.from_volume import simulate_low_dose, write_low_dose_series
@@ -59,7 +62,16 @@ def simulate(
         settings=SimulationSettings(target_sd_hu=noise_sd),
         allow_cropped=allow_cropped,
     )
-    written = write_low_dose_series(volume, result, out)
+    # write into a hidden sibling folder and rename it: OUT appears complete or not at all
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        written = write_low_dose_series(volume, result, tmp)
+        if out.exists():
+            out.rmdir()  # checked empty above
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for w in result.warnings + written.warnings:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(
