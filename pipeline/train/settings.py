@@ -129,7 +129,7 @@ class LoopConfig(StrictModel):
     seed: int = 0
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     threads: int | None = Field(None, gt=0, description="torch intra-op threads (CPU)")
-    precision: Precision = Precision.AUTO
+    precision: Precision = Precision.FP32  # bf16 is opt-in: see docs/training.md
     channels_last: bool = True
     grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null: off")
     nonfinite: NonFinitePolicy = NonFinitePolicy.STOP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,18 @@ def _config(tmp: Path, cohort: Path, **over: Any) -> Path:
     return path
 
 
-def test_train_writes_checkpoints_with_provenance(
-    tmp_path: Path, cohort: Path, run_cli: Any
-) -> None:
-    res = run_cli("train", "--config", _config(tmp_path, cohort))
-    assert res.exit_code == 0, res.stderr
-    run = tmp_path / "run"
-    assert "final model:" in res.stdout
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, cohort: Path) -> Path:
+    """One 4-step CLI run (validation at steps 2 and 4), shared by the tests below."""
+    from pipeline.cli.main import main
+
+    tmp = tmp_path_factory.mktemp("trained")
+    assert main(["train", "--config", str(_config(tmp, cohort))]) == 0
+    return tmp
+
+
+def test_train_writes_checkpoints_with_provenance(trained: Path) -> None:
+    run = trained / "run"
     for name in ("best.pt", "final.pt", "config.yaml", "metrics.csv", "metrics.jsonl"):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
@@ -75,23 +81,23 @@ def test_train_writes_checkpoints_with_provenance(
     assert meta["step"] == 4
     state = load_state(run / "state" / "last.pt")
     assert state["meta"]["data_manifest_sha256"] == meta["data_manifest_sha256"]
+    steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]
 
 
-def test_validation_psnr_matches_skimage_on_the_val_slices(
-    tmp_path: Path, cohort: Path, run_cli: Any
-) -> None:
+def test_validation_psnr_matches_skimage_on_the_val_slices(trained: Path) -> None:
     from pipeline.data.config import build_loaders
     from pipeline.train.config import load_train_config
 
-    cfg_path = _config(tmp_path, cohort, steps=2)
-    assert run_cli("train", "--config", cfg_path).exit_code == 0
-    logged = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "val"]
-    assert len(logged) == 1
-    model = load_checkpoint(tmp_path / "run" / "best.pt").model.eval()
-    cfg = load_train_config(cfg_path)
+    run = trained / "run"
+    best = load_checkpoint(run / "best.pt")
+    extra = best.meta.get("extra", best.meta)
+    logged = extra["validation"]["psnr"]
+    cfg = load_train_config(trained / "train.yaml")
     val = build_loaders(cfg.data, seed=cfg.seed).val
     assert val is not None
     per_patient: dict[str, list[float]] = defaultdict(list)
+    model = best.model.eval()
     with torch.no_grad():
         for batch in val:
             pred = model_to_window(model(batch["low"]).float(), "soft_tissue").numpy()
@@ -101,23 +107,24 @@ def test_validation_psnr_matches_skimage_on_the_val_slices(
                     peak_signal_noise_ratio(full[i, 0], pred[i, 0], data_range=1.0)
                 )
     expect = float(np.mean([np.mean(v) for v in per_patient.values()]))
-    assert logged[0]["psnr"] == pytest.approx(expect, abs=1e-3)
+    assert logged == pytest.approx(expect, abs=1e-3)
+    val_records = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "val"]
+    assert max(r["psnr"] for r in val_records) == pytest.approx(logged)
 
 
 def test_rerun_needs_resume_and_resume_continues(
-    tmp_path: Path, cohort: Path, run_cli: Any
+    trained: Path, tmp_path: Path, run_cli: Any
 ) -> None:
-    cfg = _config(tmp_path, cohort)
-    assert run_cli("train", "--config", cfg).exit_code == 0
-    again = run_cli("train", "--config", cfg)
+    shutil.copytree(trained / "run", tmp_path / "run")
+    cfg = trained / "train.yaml"
+    out = ["--output-dir", str(tmp_path / "run")]
+    again = run_cli("train", "--config", cfg, *out)
     assert again.exit_code == 2 and "--resume" in again.stderr
-    more = run_cli("train", "--config", cfg, "--resume", "--set", "steps=6")
+    more = run_cli("train", "--config", cfg, *out, "--resume", "--set", "steps=6")
     assert more.exit_code == 0, more.stderr
     assert load_state(tmp_path / "run" / "state" / "last.pt")["progress"]["step"] == 6
-    steps = [
-        r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"
-    ]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    recs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in recs if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
 
 
 def test_perceptual_without_weights_names_the_fix(

@@ -1,0 +1,64 @@
+"""The bundled demo model: present, checksum-verified, loadable, and honest about its training."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.errors import CheckpointError
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.train import bundled
+from pipeline.utils.files import sha256_file
+
+
+def test_bundled_model_verifies_and_loads() -> None:
+    path = bundled.bundled_model_path()
+    assert path.stat().st_size < 2 * 1024 * 1024
+    assert sha256_file(path) == bundled.bundled_model_sha256()
+    ck = load_checkpoint(path)
+    extra = ck.meta.get("extra", ck.meta)
+    assert ck.model_cfg["name"] == "drle"
+    # trained with MSE only: no perceptual term, no VGG weights of any kind
+    assert extra["vgg_weights"] == "none"
+    assert extra["config"]["loss"]["perceptual"]["weight"] == 0.0
+    assert extra["code"]["version"] and extra["data_manifest_sha256"]
+
+
+def test_bundled_model_config_is_the_demo_recipe() -> None:
+    from pipeline.train.config import load_train_config
+
+    extra = load_checkpoint(bundled.bundled_model_path()).meta["extra"]
+    recipe = load_train_config(Path(__file__).resolve().parents[2] / "configs/train_demo.yaml")
+    want = recipe.model_dump(mode="json")
+    got = dict(extra["config"])
+    want.pop("output_dir"), got.pop("output_dir")
+    # every recorded value equals the recipe's (keys added to the schema later are ignored)
+    assert _mismatches(got, want) == []
+
+
+def _mismatches(recorded: Any, current: Any, where: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        return [
+            m
+            for k, v in recorded.items()
+            for m in (
+                _mismatches(v, current[k], f"{where}.{k}") if k in current else [f"{where}.{k}"]
+            )
+        ]
+    return [] if recorded == current else [f"{where}: {recorded!r} != {current!r}"]
+
+
+def test_checksum_mismatch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    shutil.copy(bundled.bundled_model_path(), assets / bundled.DEMO_MODEL_NAME)
+    (assets / bundled.DEMO_MODEL_SHA256_NAME).write_text("0" * 64 + "  demo_model.pt\n")
+    monkeypatch.setattr(bundled, "_assets", lambda: assets)
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        bundled.bundled_model_path()
+    (assets / bundled.DEMO_MODEL_NAME).unlink()
+    with pytest.raises(CheckpointError, match="no bundled demo model"):
+        bundled.bundled_model_path()
