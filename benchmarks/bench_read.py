@@ -8,16 +8,22 @@ field of view) uncompressed and RLE-compressed, then times, on the same files an
 * SimpleITK: ``GetGDCMSeriesFileNames`` + ``ImageSeriesReader.Execute`` + array as float32;
 * plain pydicom: ``dcmread`` + ``pixel_array`` + rescale per file (single thread), for context;
 
-and a header scan of a folder of many small files (files/s), ours vs SimpleITK's GDCM scanner.
+and a header scan of a folder of many small files (files/s), ours vs SimpleITK's GDCM scanner
+and vs bare pydicom ``dcmread(stop_before_pixels=True, specific_tags=...)`` (no validation).
+Rounds are interleaved (the machine load hits every contender alike); the numbers shown are
+medians, and the ratio is the median of the per-round time ratios.
 The HU of both readers are compared (must agree outside padding) before any number is shown.
 
     .venv/bin/python benchmarks/bench_read.py [--quick] [--slices 200] [--scan-files 5000]
+        [--repeats 5] [--only series|scan]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -98,14 +104,13 @@ def plain_pydicom(folder: Path) -> np.ndarray:
 
 def race(
     contenders: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, tuple[float, object]]:
-    """Best (minimum) wall time of each contender over ``repeats`` interleaved rounds.
+) -> dict[str, tuple[list[float], object]]:
+    """Wall times of each contender over ``repeats`` interleaved rounds, and its last result.
 
     Rounds alternate between contenders so all see the same machine load; the first round is
-    a warm-up (page cache, worker start) and is not counted. The minimum is the least noisy
-    estimate of the work itself on a shared machine.
+    a warm-up (page cache, worker start) and is not counted.
     """
-    best: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     results: dict[str, object] = {}
     for rnd in range(repeats + 1):
         for name, fn in contenders.items():
@@ -113,12 +118,18 @@ def race(
             results[name] = fn()
             dt = time.perf_counter() - t0
             if rnd > 0:
-                best[name] = min(best.get(name, dt), dt)
-    return {name: (best[name], results[name]) for name in contenders}
+                times[name].append(dt)
+    return {name: (times[name], results[name]) for name in contenders}
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> float:
+    """Median over rounds of slow/fast measured in the same round (robust to load swings)."""
+    return statistics.median(a / b for a, b in zip(slow, fast, strict=True))
 
 
 def bench_series(root: Path, n: int, size: int, repeats: int, workers: int) -> None:
-    print(f"\n== read {n} slices of {size}x{size} to HU (best of {repeats}, {workers} workers)")
+    print(f"\n== read {n} slices of {size}x{size} to HU (median of {repeats} interleaved "
+          f"rounds, {workers} workers)")  # fmt: skip
     print(f"{'syntax':<26}{'ours sl/s':>11}{'SimpleITK sl/s':>16}{'pydicom sl/s':>14}{'ratio':>8}")
     syntaxes = (("uncompressed (Expl. LE)", ExplicitVRLittleEndian), ("RLE Lossless", RLELossless))
     for name, syntax in syntaxes:
@@ -137,10 +148,22 @@ def bench_series(root: Path, n: int, size: int, repeats: int, workers: int) -> N
         keep = b > -2500  # SimpleITK keeps padding at -3024 HU; we map it to -1000 (masked)
         if a.shape != b.shape or not np.array_equal(a[keep], b[keep]):
             sys.exit(f"{name}: HU differ between readers -- benchmark aborted")
+        med = statistics.median
         print(
-            f"{name:<26}{n / t_ours:>11.0f}{n / t_sitk:>16.0f}{n / t_py:>14.0f}"
-            f"{t_sitk / t_ours:>7.2f}x"
+            f"{name:<26}{n / med(t_ours):>11.0f}{n / med(t_sitk):>16.0f}{n / med(t_py):>14.0f}"
+            f"{paired_ratio(t_sitk, t_ours):>7.2f}x"
         )
+
+
+def pydicom_headers(folder: Path) -> int:
+    """Baseline: walk + ``dcmread(stop_before_pixels, specific_tags)`` per file, no checks."""
+    tags = ["SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient", "Rows"]
+    n = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            pydicom.dcmread(os.path.join(root, name), stop_before_pixels=True, specific_tags=tags)
+            n += 1
+    return n
 
 
 def bench_scan(root: Path, n_files: int, repeats: int) -> None:
@@ -150,8 +173,9 @@ def bench_scan(root: Path, n_files: int, repeats: int) -> None:
     for i in range(0, n_files, per_series):
         write_series(folder / f"s{i // per_series:03d}", min(per_series, n_files - i), 64,
                      ExplicitVRLittleEndian, seed=i)  # fmt: skip
+    took = time.perf_counter() - t0
     print(f"\n== header scan of {n_files} files in {n_files // per_series} series "
-          f"(64x64 images; written in {time.perf_counter() - t0:.0f} s)")  # fmt: skip
+          f"(64x64 images; written in {took:.0f} s; median of {repeats})")  # fmt: skip
     expected_series = -(-n_files // per_series)
 
     def gdcm_scan() -> int:
@@ -162,17 +186,28 @@ def bench_scan(root: Path, n_files: int, repeats: int) -> None:
                 total += len(reader.GetGDCMSeriesFileNames(str(sub), uid))
         return total
 
-    res = race({"ours": lambda: scan([folder]), "sitk": gdcm_scan}, repeats)
-    (t_ours, found), (t_sitk, count) = res["ours"], res["sitk"]
-    assert len(found.series) == expected_series and count == n_files  # type: ignore[attr-defined]
-    print(f"{'ours scan()':<26}{n_files / t_ours:>11.0f} files/s")
-    ratio = t_sitk / t_ours
-    print(f"{'SimpleITK GDCM scan':<26}{n_files / t_sitk:>11.0f} files/s   ratio {ratio:.2f}x")
+    res = race(
+        {
+            "ours": lambda: scan([folder]),
+            "sitk": gdcm_scan,
+            "pydicom": lambda: pydicom_headers(folder),
+        },
+        repeats,
+    )
+    (t_ours, found), (t_sitk, count), (t_py, n_py) = res["ours"], res["sitk"], res["pydicom"]
+    assert len(found.series) == expected_series and count == n_files == n_py  # type: ignore[attr-defined]
+    med = statistics.median
+    print(f"{'ours scan()':<30}{n_files / med(t_ours):>9.0f} files/s")
+    print(f"{'SimpleITK GDCM scan':<30}{n_files / med(t_sitk):>9.0f} files/s   "
+          f"ours/SimpleITK {paired_ratio(t_sitk, t_ours):.2f}x")  # fmt: skip
+    print(f"{'pydicom dcmread headers only':<30}{n_files / med(t_py):>9.0f} files/s   "
+          f"ours/pydicom {paired_ratio(t_py, t_ours):.2f}x")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="50 slices, 1000 scan files, 3 repeats")
+    ap.add_argument("--only", choices=("series", "scan"), default=None, help="run one part")
     ap.add_argument("--slices", type=int, default=200)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--scan-files", type=int, default=5000)
@@ -186,9 +221,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(f"cores available: {default_workers()}; pydicom {pydicom.__version__}, "
               f"SimpleITK {sitk.Version_VersionString()}")  # fmt: skip
-        bench_series(root, args.slices, args.size, args.repeats, args.workers)
-        bench_scan(root, args.scan_files, max(1, args.repeats // 2))
-        print("\nratio = SimpleITK time / our time (> 1: we are faster); HU checked equal.")
+        print(f"load average at start: {' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        if args.only != "scan":
+            bench_series(root, args.slices, args.size, args.repeats, args.workers)
+        if args.only != "series":
+            bench_scan(root, args.scan_files, args.repeats)
+        print(f"load average at end: {' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        print("\nratio = median over rounds of (SimpleITK time / our time) measured in the same "
+              "round (> 1: we are faster); HU checked equal.")  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

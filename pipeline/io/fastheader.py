@@ -26,6 +26,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from pipeline.io.tags import TAG_OBJECTS, interned_tag
+
 #: bytes read first; files whose header is longer are read again with more
 FIRST_READ = 16384
 _UNDEFINED = 0xFFFFFFFF
@@ -38,9 +40,16 @@ _SHORT = frozenset(
      "SS", "ST", "TM", "UI", "UL", "US"}
 )  # fmt: skip
 _HH = struct.Struct("<HH")
+_IMPLICIT = struct.Struct("<HHI0s")  # group, element, length, (nothing)
+_EXPLICIT = struct.Struct("<HH2sH")  # group, element, VR, short length
+#: VR bytes -> (VR, has a 4-byte length); anything else is not a VR we walk
+_VRS = {v.encode(): (v, True) for v in _LONG} | {v.encode(): (v, False) for v in _SHORT}
+_BAD_VR = (None, False)
+_raw = tuple.__new__  # RawDataElement without its Python-level __new__
 _H = struct.Struct("<H")
 _I = struct.Struct("<I")
-_CHARSET = BaseTag(0x00080005)
+_CHARSET = interned_tag(0x00080005)
+_SYNTAX = interned_tag(0x00020010)
 
 
 class Unusual(Exception):
@@ -97,22 +106,33 @@ def _parse(buf: bytes, complete: bool) -> Dataset:
         raise Unusual("no preamble")
     meta: dict[BaseTag, RawDataElement] = {}
     pos = _elements(buf, 132, False, meta, complete, meta_only=True)
-    ts_elem = meta.get(BaseTag(0x00020010))
+    ts_elem = meta.get(_SYNTAX)
     if ts_elem is None or not ts_elem.value:
         raise Unusual("no transfer syntax")
     syntax = ts_elem.value.decode("latin-1").strip(" \x00")
     implicit = _implicit(syntax)
     elems: dict[BaseTag, RawDataElement] = {}
     _elements(buf, pos, implicit, elems, complete, meta_only=False)
-    ds = Dataset(elems)
-    encoding: str | list[str] = "iso8859"
+    ds = _fresh(Dataset, elems)
+    ds.set_original_encoding(implicit, True, "iso8859")
     if _CHARSET in elems:
         charset = convert_raw_data_element(elems[_CHARSET]).value
-        encoding = convert_encodings(charset)
-    ds.set_original_encoding(implicit, True, encoding)
-    file_meta = FileMetaDataset()
-    file_meta._dict.update(meta)
-    ds.file_meta = file_meta
+        ds.set_original_encoding(implicit, True, convert_encodings(charset))
+    ds.__dict__["file_meta"] = _fresh(FileMetaDataset, meta)  # what ds.file_meta = ... stores
+    return ds
+
+
+#: attribute sets of empty datasets, cloned for every file (``Dataset.__init__`` goes through
+#: pydicom's ``__setattr__`` for each of ~15 attributes, a sizeable part of a header's cost)
+_BLANK = {cls: vars(cls()) for cls in (Dataset, FileMetaDataset)}
+
+
+def _fresh(cls: type[Dataset], elems: dict[BaseTag, RawDataElement]) -> Dataset:
+    """A ``cls`` holding ``elems``, as ``cls(elems)`` would build it (mutable state copied)."""
+    ds = cls.__new__(cls)
+    state = {k: v.copy() if isinstance(v, (dict, list)) else v for k, v in _BLANK[cls].items()}
+    state["_dict"] = elems
+    ds.__dict__.update(state)
     return ds
 
 
@@ -125,15 +145,20 @@ def _elements(
     *,
     meta_only: bool,
 ) -> int:
-    """Walk elements from ``pos``; stops at the end of the file meta or at pixel data."""
+    """Walk elements from ``pos``; stops at the end of the file meta or at pixel data.
+
+    This loop runs for every element of every scanned file, hence the one ``unpack_from``
+    per header, the interned tag objects and the direct tuple construction.
+    """
     end = len(buf)
     last = -1
+    header = _IMPLICIT if implicit else _EXPLICIT
     while True:
         if pos + 8 > end:
             if complete and pos == end and not meta_only:
                 return pos  # a file without pixel data ends here
             raise _NeedMore if not complete else Unusual("truncated element")
-        group, elem = _HH.unpack_from(buf, pos)
+        group, elem, vr_or_len, length = header.unpack_from(buf, pos)
         if meta_only and group != 2:
             return pos
         tag = (group << 16) | elem
@@ -142,39 +167,39 @@ def _elements(
         last = tag
         if implicit:
             vr = None
-            length = _I.unpack_from(buf, pos + 4)[0]
+            length = vr_or_len
             start = pos + 8
         else:
-            vr = buf[pos + 4 : pos + 6].decode("latin-1")
-            if vr in _LONG:
+            vr, long = _VRS.get(vr_or_len, _BAD_VR)
+            if long:
                 if pos + 12 > end:
                     raise _NeedMore if not complete else Unusual("truncated element")
                 length = _I.unpack_from(buf, pos + 8)[0]
                 start = pos + 12
-            elif vr in _SHORT:
-                length = _H.unpack_from(buf, pos + 6)[0]
-                start = pos + 8
+            elif vr is None:
+                raise Unusual(f"VR {vr_or_len!r}")
             else:
-                raise Unusual(f"VR {vr!r}")
-        btag = BaseTag(tag)
+                start = pos + 8
+        btag = TAG_OBJECTS.get(tag) or interned_tag(tag)
         if group == _PIXEL_GROUP:  # pixel data: record its place, do not read it
             if tag != _PIXEL_DATA:  # float pixel data, group length...: leave it to pydicom
                 raise Unusual("unusual pixel data group")
-            out[btag] = RawDataElement(btag, vr, length, None, start, implicit, True)
+            out[btag] = _raw(
+                RawDataElement, (btag, vr, length, None, start, implicit, True, True, False)
+            )
             return start
         if length == _UNDEFINED:
             if (vr or _dict_vr(tag)) != "SQ":
                 raise Unusual("undefined length outside a sequence")
             stop = _skip_items(buf, start, implicit, complete)
-            value = buf[start:stop]
             pos = stop + 8  # the sequence delimiter
         else:
-            stop = start + length
+            stop = pos = start + length
             if stop > end:
                 raise _NeedMore if not complete else Unusual("truncated element")
-            value = buf[start:stop]
-            pos = stop
-        out[btag] = RawDataElement(btag, vr, length, value, start, implicit, True)
+        out[btag] = _raw(
+            RawDataElement, (btag, vr, length, buf[start:stop], start, implicit, True, True, False)
+        )
 
 
 def _skip_items(buf: bytes, pos: int, implicit: bool, complete: bool) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.valuerep import VR
 
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
@@ -55,12 +56,28 @@ def quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
+#: one BaseTag object per tag number: dict look-ups between the same objects are identity
+#: hits, while an int (or another BaseTag) key costs a Python-level ``BaseTag.__eq__`` call
+TAG_OBJECTS: dict[int, BaseTag] = {}
+_MAXTAG_OBJECTS = 100_000
+
+
+def interned_tag(tag: int) -> BaseTag:
+    """The shared BaseTag for ``tag`` (use it as Dataset key: faster look-ups by :func:`value`)."""
+    found = TAG_OBJECTS.get(tag)
+    if found is None:
+        found = BaseTag(tag)
+        if len(TAG_OBJECTS) < _MAXTAG_OBJECTS:  # private tags vary; keep the table bounded
+            TAG_OBJECTS[tag] = found
+    return found
+
+
 @cache
-def _tag(keyword: str) -> int:
+def _tag(keyword: str) -> BaseTag:
     tag = tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(f"unknown DICOM keyword {keyword}")
-    return int(tag)
+    return interned_tag(tag)
 
 
 @cache
@@ -74,7 +91,7 @@ def _vr(tag: int) -> str | None:
 def value(ds: Dataset, keyword: str) -> Any:
     """The value of ``keyword`` (None if absent, empty or unparseable); single values unwrapped."""
     tag = _tag(keyword)
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    elem = ds._dict.get(tag)
     if elem is None:
         return None
     if isinstance(elem, RawDataElement) and elem.value is not None:
