@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -137,9 +138,9 @@ def bench_series(root: Path, n: int, size: int, repeats: int, workers: int) -> N
         write_series(folder, n, size, syntax)
         res = race(
             {
-                "ours": lambda f=folder: ours(f, workers),
-                "sitk": lambda f=folder: simpleitk(f),
-                "pydicom": lambda f=folder: plain_pydicom(f),
+                "ours": partial(ours, folder, workers),
+                "sitk": partial(simpleitk, folder),
+                "pydicom": partial(plain_pydicom, folder),
             },
             repeats,
         )

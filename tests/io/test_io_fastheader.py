@@ -39,12 +39,13 @@ def _same_as_pydicom(path: Path, ds: Dataset) -> None:
     assert ds.file_meta == ref.file_meta
     if PIXEL_DATA_TAG in ds:
         raw = pydicom.dcmread(path, defer_size=256)._dict[PIXEL_DATA_TAG]
-        assert ds._dict[PIXEL_DATA_TAG].value_tell == raw.value_tell
-        assert ds._dict[PIXEL_DATA_TAG].length == raw.length
+        ours = ds._dict[PIXEL_DATA_TAG]
+        assert getattr(ours, "value_tell", -1) == getattr(raw, "value_tell", -2)
+        assert getattr(ours, "length", -1) == getattr(raw, "length", -2)
 
 
 def test_fast_walk_matches_pydicom_on_its_test_files() -> None:
-    folder = Path(get_testdata_file("CT_small.dcm", download=False)).parent
+    folder = Path(str(get_testdata_file("CT_small.dcm", download=False))).parent
     fast = fell_back = undefined_sq = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -56,7 +57,8 @@ def test_fast_walk_matches_pydicom_on_its_test_files() -> None:
                 continue
             fast += 1
             undefined_sq += any(
-                e.length == 0xFFFFFFFF and e.tag != PIXEL_DATA_TAG for e in ds._dict.values()
+                getattr(e, "length", 0) == 0xFFFFFFFF and e.tag != PIXEL_DATA_TAG
+                for e in ds._dict.values()
             )
             _same_as_pydicom(path, ds)
     # most files take the fast walk; the odd ones (no preamble, big endian, deflate) do not
