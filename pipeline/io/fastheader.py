@@ -111,6 +111,8 @@ def _parse(buf: bytes, complete: bool) -> Dataset:
         raise Unusual("no transfer syntax")
     syntax = ts_elem.value.decode("latin-1").strip(" \x00")
     implicit = _implicit(syntax)
+    if implicit and buf[pos + 4 : pos + 6] in _VRS:
+        raise Unusual("implicit VR declared, explicit VR found")  # pydicom's own heuristic
     elems: dict[BaseTag, RawDataElement] = {}
     _elements(buf, pos, implicit, elems, complete, meta_only=False)
     ds = _fresh(Dataset, elems)

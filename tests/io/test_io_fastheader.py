@@ -101,3 +101,16 @@ def test_header_longer_than_first_read(tmp_path: Path) -> None:
     out = _fast(big)
     assert out.ImageComments == "x" * 40000
     _same_as_pydicom(big, out)
+
+
+def test_mislabelled_encoding_is_left_to_pydicom(tmp_path: Path) -> None:
+    spec = make_series(tmp_path / "s", n_slices=1)
+    data = spec.paths[0].read_bytes()
+    label = b"1.2.840.10008.1.2.1\x00"
+    assert label in data[:400]
+    wrong = tmp_path / "wrong"
+    wrong.write_bytes(data.replace(label, b"1.2.840.10008.1.2\x00\x00\x00", 1))  # says implicit
+    with pytest.raises(Unusual):
+        _fast(wrong)
+    # pydicom notices the explicit VR and reads it anyway; so does the scan
+    assert not hasattr(read_header(wrong), "reason")
