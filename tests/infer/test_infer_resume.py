@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from infer_helpers import identity_checkpoint, write_series
 
 from pipeline.infer.publish import MARKER, STAGING_DIR, read_completion, verify_completed
@@ -37,7 +36,6 @@ def _published(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("st-*/se-*") if p.is_dir())
 
 
-@pytest.mark.slow  # a fresh interpreter importing torch: ~15-50 s on a loaded machine
 def test_kill_9_then_resume(tmp_path: Path, run_cli: Callable) -> None:
     root = tmp_path / "in"
     for i in range(4):
