@@ -64,3 +64,49 @@ def test_two_process_steps_equal_single_process_steps(tmp_path: Path, steps: int
     for k, v in ref.items():
         assert not torch.equal(v, init[k])  # the step moved the weights
         torch.testing.assert_close(ddp[k], v, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow  # torchrun + 2 processes decoding a small simulated cohort
+def test_ldct_train_runs_under_torchrun(tmp_path: Path) -> None:
+    import yaml
+
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.simulate.cohort import make_demo_cohort
+
+    make_demo_cohort(tmp_path / "cohort", n_patients=3, n_slices=3, size=48, seed=1)
+    cfg = {
+        "output_dir": str(tmp_path / "run"),
+        "steps": 4,
+        "data": {
+            "root": str(tmp_path / "cohort"),
+            "patch_size": 16,
+            "batch_size": 4,
+            "patches_per_slice": 2,
+            "num_workers": 0,
+            "val_fraction": 0.34,
+            "test_fraction": 0.0,
+        },
+        "model": {"name": "drle", "params": {"channels": 4}},
+        "loss": {"perceptual": {"weight": 0.0}},
+        "validation": {"every_steps": 2},
+        "log": {"tensorboard": False},
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LDCT_NO_PROGRESS": "1"}
+    ldct = Path(sys.executable).parent / "ldct"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ldct),
+        "train",
+        "--config",
+        str(tmp_path / "train.yaml"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    extra = load_checkpoint(tmp_path / "run" / "final.pt").meta["extra"]
+    assert extra["world_size"] == 2 and extra["step"] == 4
