@@ -44,8 +44,10 @@ class _Noise(Dataset[dict[str, Any]]):
         return {"low": self.low[i], "full": self.full[i]}
 
 
-def time_steps(precision: str, perceptual: bool, steps: int, batch: int, patch: int) -> list[float]:
-    """Seconds per training step (after one warm-up step)."""
+def time_steps(
+    precision: str, perceptual: bool, steps: int, batch: int, patch: int
+) -> tuple[list[float], list[float]]:
+    """Wall and CPU (process) seconds per training step, after one warm-up step."""
     torch.manual_seed(0)
     loss = LossConfig.model_validate(
         {"perceptual": {"weight": 0.02 if perceptual else 0.0, "vgg_weights": "random"}}
@@ -63,24 +65,25 @@ def time_steps(precision: str, perceptual: bool, steps: int, batch: int, patch: 
         amp = torch.bfloat16 if precision == "bf16" else None
         tr = Trainer(cfg, build_model("drle"), build_objective(loss), batches, amp_dtype=amp)
         data = next(iter(batches.iterate(0)))
-        times = []
+        wall, cpu = [], []
         for _ in range(steps + 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = tr.train_step(data)
-            times.append(time.perf_counter() - t0)
-            assert out is not None
-    return times[1:]
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            if out is None:
+                raise RuntimeError("benchmark step was skipped (non-finite values)")
+    return wall[1:], cpu[1:]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer timed steps")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=64)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     steps = 3 if args.quick else 10
     cap = cpu_capability()
     print(
@@ -88,15 +91,18 @@ def main() -> None:
         f"batch {args.batch}x{args.patch}x{args.patch}"
     )
     print("perceptual term: VGG16 relu1_2/relu2_2/relu3_3, SEEDED RANDOM weights, fp32")
+    print("CPU s/step = process time per step (robust to other load; wall time also shown)")
     res: dict[tuple[str, bool], float] = {}
     for precision in ("fp32", "bf16"):
         for perceptual in (False, True):
-            t = statistics.median(time_steps(precision, perceptual, steps, args.batch, args.patch))
+            wall, cpu = time_steps(precision, perceptual, steps, args.batch, args.patch)
+            t, w = statistics.median(cpu), statistics.median(wall)
             res[(precision, perceptual)] = t
             name = "MSE + perceptual" if perceptual else "MSE only"
             print(
-                f"{precision:5s} {name:17s} {t * 1000:8.1f} ms/step  "
-                f"{args.batch / t:7.1f} samples/s"
+                f"{precision:5s} {name:17s} CPU {t * 1000:8.1f} ms/step "
+                f"({args.batch / t:6.1f} samples per CPU-s) "
+                f"wall {w * 1000:8.1f} ms/step ({args.batch / w:6.1f} samples/s)"
             )
     for precision in ("fp32", "bf16"):
         r = res[(precision, True)] / res[(precision, False)]
@@ -105,7 +111,7 @@ def main() -> None:
     for perceptual in (False, True):
         s = res[("fp32", perceptual)] / res[("bf16", perceptual)]
         name = "MSE + perceptual" if perceptual else "MSE only"
-        print(f"bf16 speed-up over fp32 ({name}): {s:.2f}x")
+        print(f"bf16 denoiser speed-up over fp32 ({name}): {s:.2f}x")
 
 
 if __name__ == "__main__":
