@@ -95,7 +95,7 @@ def read_header(path: Path) -> FileHeader | SkippedFile:
     """Parse ``path`` without decoding pixels; never raises for bad data (returns a skip)."""
     with quiet():  # pydicom's VR/charset complaints are not our output
         try:
-            return _validate(path, _open(path))
+            return _validate(path, *_open(path))
         except _Skip as skip:
             return SkippedFile(path, str(skip))
         except Exception as exc:  # malformed values deep inside the header
@@ -107,7 +107,8 @@ class _Skip(Exception):
     """Internal: the file is not usable; the message is the skip reason."""
 
 
-def _open(path: Path) -> Dataset:
+def _open(path: Path) -> tuple[Dataset, int, bool]:
+    """(header, file size, parsed by the fast walk: VRs already known to be valid)."""
     try:
         size = os.stat(path).st_size
     except OSError as exc:
@@ -117,11 +118,11 @@ def _open(path: Path) -> Dataset:
     try:
         with open(path, "rb") as fp:
             try:
-                return read_fast(fp, size)  # the common layout, without pydicom's generator
+                return read_fast(fp, size), size, True  # the common layout, without pydicom
             except Unusual:
                 fp.seek(0)
             try:
-                return pydicom.dcmread(fp, defer_size=1024)
+                return pydicom.dcmread(fp, defer_size=1024), size, False
             except InvalidDicomError:
                 fp.seek(0)
                 ds = pydicom.dcmread(fp, defer_size=1024, force=True)
@@ -130,7 +131,7 @@ def _open(path: Path) -> Dataset:
                     raise _Skip(
                         "not a DICOM file (no 'DICM' marker and no recognisable image header)"
                     ) from None
-                return ds
+                return ds, size, False
     except _Skip:
         raise
     except PermissionError:
@@ -159,8 +160,8 @@ def _transfer_syntax(ds: Dataset) -> str:
     return "1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
 
 
-def _validate(path: Path, ds: Dataset) -> FileHeader:
-    bad = first_bad_vr(ds)
+def _validate(path: Path, ds: Dataset, size: int, vrs_checked: bool = False) -> FileHeader:
+    bad = None if vrs_checked else first_bad_vr(ds)
     if bad is not None:
         raise _Skip(f"malformed DICOM header ({bad})")
     kind = classify_sop(ds)
@@ -214,7 +215,7 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
             f"= {expected / 2**30:.1f} GiB (limit {MAX_PIXEL_BYTES / 2**30:.0f} GiB)"
         )
     tsyntax = _transfer_syntax(ds)
-    offset, length = _check_pixel_length(path, ds, raw, tsyntax, expected)
+    offset, length = _check_pixel_length(size, raw, tsyntax, expected)
     padding_spec(ds)  # validates PixelPaddingValue early (a bad value -> malformed header)
     header = _strip_pixels(ds)  # in place: every FrameRef shares this pixel-less header
     frames = _frames(path, header, n_frames)
@@ -226,7 +227,7 @@ def _validate(path: Path, ds: Dataset) -> FileHeader:
 
 
 def _check_pixel_length(
-    path: Path, ds: Dataset, raw: Any, tsyntax: str, expected: int
+    size: int, raw: Any, tsyntax: str, expected: int
 ) -> tuple[int | None, int | None]:
     """Validate the pixel data element; returns (offset, length) for native syntaxes."""
     length = getattr(raw, "length", None)
@@ -247,7 +248,6 @@ def _check_pixel_length(
                 f"BitsAllocated/8 needs {expected}"
             )
         if tell is not None:
-            size = os.stat(path).st_size
             if tell + expected > size:
                 raise _Skip(
                     f"truncated file: pixel data needs {expected} bytes from offset {tell}, "

@@ -31,6 +31,7 @@ _ONE = {
     for little in (True, False)
 }
 _ASCII = {"UI", "CS", "SH", "AS", "DA", "TM", "DT"}
+_TEXT = frozenset(_ASCII | {"IS", "DS"})
 
 
 _QUIET_DEPTH = 0
@@ -106,10 +107,12 @@ def value(ds: Dataset, keyword: str) -> Any:
                 return one.unpack_from(raw)[0]
             order = "<" if elem.is_little_endian else ">"
             return list(struct.unpack_from(f"{order}{n}{_BINARY[vr]}", raw))
-        if vr in ("IS", "DS") or vr in _ASCII:
+        if vr in _TEXT:
             text = raw.decode("latin-1").strip(" \x00")
             if not text:
                 return None
+            if "\\" not in text:  # one value: the common case, no list round trip
+                return int(float(text)) if vr == "IS" else float(text) if vr == "DS" else text
             parts = [p.strip(" \x00") for p in text.split("\\")]
             if vr == "IS":
                 nums: list[Any] = [int(float(p)) for p in parts]
