@@ -258,11 +258,14 @@ def score_slice(
     input_hu: np.ndarray | None = None,
     tile_stride_px: int | None = None,
     thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
+    check_seams: bool = True,
 ) -> SliceArtifact:
     """Spectral + seam test of one residual slice -> score, strongest peak, flag.
 
     ``mask`` limits the seam test (e.g. the eroded body); with ``input_hu`` the neighbourhood
-    of the input's edges is left out too (:func:`quiet_mask`).
+    of the input's edges is left out too (:func:`quiet_mask`). With ``check_seams=False`` (the
+    slices were denoised whole, so no tile border exists) the seam z is still computed and
+    reported but does not flag the slice.
     """
     periods: tuple[float, ...] = SUSPECT_PERIODS_PX
     if tile_stride_px:
@@ -273,21 +276,29 @@ def score_slice(
     if input_hu is not None:
         mask = quiet_mask(input_hu, mask)
     seam = seam_scan(residual, mask)
-    flagged = score >= thresholds.score_db or seam.z >= thresholds.seam_z
+    flagged = score >= thresholds.score_db or (check_seams and seam.z >= thresholds.seam_z)
     return SliceArtifact(score, top, seam, flagged)
 
 
 def flag_patient(
-    slices: list[SliceArtifact], thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS
+    slices: list[SliceArtifact],
+    thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
+    check_seams: bool = True,
 ) -> PatientArtifact:
-    """Aggregate slice results into a per-patient flag with a one-line evidence text."""
+    """Aggregate slice results into a per-patient flag with a one-line evidence text.
+
+    ``check_seams=False``: inference ran on whole slices (no tile borders), so the pooled seam
+    test cannot flag the patient (anatomy edges that persist across slices would otherwise
+    read as a seam); the evidence says so.
+    """
     n = len(slices)
     flagged = [s for s in slices if s.flagged]
     scores = np.array([s.score_db for s in slices]) if slices else np.array([np.nan])
     pooled = _pooled_seam(slices)
     seam_max = pooled.z if pooled is not None else float("nan")
     is_flagged = n > 0 and len(flagged) >= max(1, int(np.ceil(thresholds.patient_fraction * n)))
-    is_flagged = is_flagged or (pooled is not None and pooled.z >= thresholds.seam_z_pooled)
+    pooled_seam = check_seams and pooled is not None and pooled.z >= thresholds.seam_z_pooled
+    is_flagged = is_flagged or pooled_seam
     spec = [s for s in flagged if s.score_db >= thresholds.score_db and s.top is not None]
     seams = [s for s in flagged if s.seam.z >= thresholds.seam_z]
     parts: list[str] = []
@@ -307,9 +318,14 @@ def flag_patient(
             f"seam at {lines} (z up to {max(s.seam.z for s in seams):.1f}) in {len(seams)}/{n} "
             "slices"
         )
-    elif pooled is not None and pooled.z >= thresholds.seam_z_pooled:
+    elif pooled_seam and pooled is not None:
         parts.append(f"seam at {pooled.line} (z {pooled.z:.1f} on the slice-averaged jumps)")
-    evidence = "; ".join(parts) if parts else "no periodic pattern or seam above threshold"
+    if parts:
+        evidence = "; ".join(parts)
+    elif check_seams:
+        evidence = "no periodic pattern or seam above threshold"
+    else:
+        evidence = "no periodic pattern above threshold (seam test n/a: whole-slice inference)"
     return PatientArtifact(
         n_slices=n,
         n_flagged=len(flagged),

@@ -120,8 +120,12 @@ def grid_artifacts(
     *,
     tile_stride_px: int | None = None,
     thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
+    check_seams: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per-slice and per-patient artifact rows for denoised-low (and denoised-full)."""
+    """Per-slice and per-patient artifact rows for denoised-low (and denoised-full).
+
+    ``check_seams=False`` when the denoise manifest says the slices were processed whole.
+    """
     if "denoised" not in vols:
         return [], []
     inner = inner_mask(body)
@@ -140,6 +144,7 @@ def grid_artifacts(
                 input_hu=vols["low"][z],
                 tile_stride_px=tile_stride_px,
                 thresholds=thresholds,
+                check_seams=check_seams,
             )
             results.append(sa)
             slice_rows.append(
@@ -155,7 +160,7 @@ def grid_artifacts(
                     "flagged": sa.flagged,
                 }
             )
-        pa = flag_patient(results, thresholds)
+        pa = flag_patient(results, thresholds, check_seams)
         patient_rows.append(
             {
                 "patient": patient,

@@ -164,6 +164,7 @@ def evaluate(
         hu = {r: v.hu for r, v in vols.items()}
         px = (float(ref.spacing_mm[1]), float(ref.spacing_mm[2]))
         stride = tile_stride_px
+        whole_slices = False  # the denoise manifest says no tiling -> no tile seams possible
         if item.denoised is not None:
             mrow = manifest.get(item.denoised.series_uid, {})
             if mrow:
@@ -171,13 +172,19 @@ def evaluate(
                     k: mrow.get(k) for k in ("model_name", "model_sha256", "precision", "tiling")
                 }
                 stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
+                whole_slices = str(mrow.get("tiling", "")).strip() == "whole slices"
         rows["per_slice"].append(slice_metrics(item.patient, vols, body, profs, _positions(ref)))
         roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
         rows["roi"] += roi
         rows["nps"] += nps
         rows["qa"] += qarows
         art_s, art_p = qa.grid_artifacts(
-            item.patient, hu, body, tile_stride_px=stride, thresholds=thresholds
+            item.patient,
+            hu,
+            body,
+            tile_stride_px=stride,
+            thresholds=thresholds,
+            check_seams=not (whole_slices and tile_stride_px is None),
         )
         rows["artifact_slices"] += art_s
         rows["artifacts"] += art_p
