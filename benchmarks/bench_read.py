@@ -116,8 +116,9 @@ def race(
     for rnd in range(repeats + 1):
         for name, fn in contenders.items():
             t0 = time.perf_counter()
-            results[name] = fn()
+            out = fn()
             dt = time.perf_counter() - t0
+            results[name] = out  # frees the previous round's result outside the timing
             if rnd > 0:
                 times[name].append(dt)
     return {name: (times[name], results[name]) for name in contenders}
