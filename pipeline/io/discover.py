@@ -96,14 +96,14 @@ class ScanResult:
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path | SkippedFile]:
     """Every regular file under ``paths`` (recursive, sorted); problems yield a SkippedFile."""
-    seen: set[Path] = set()
+    seen: set[str] = set()  # resolved paths as strings (cheaper than Path objects)
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             yield SkippedFile(path, "no such file or directory")
             continue
         if path.is_file():
-            resolved = path.resolve()
+            resolved = str(path.resolve())
             if resolved not in seen:
                 seen.add(resolved)
                 yield path
@@ -113,7 +113,7 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path | SkippedFile]:
             continue
         errors: list[OSError] = []
         found = False
-        for file, resolved, regular in _walk(path, path.resolve(), errors):
+        for file, resolved, regular in _walk(path, str(path.resolve()), errors):
             found = True
             if resolved in seen:
                 continue
@@ -129,7 +129,7 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path | SkippedFile]:
             yield SkippedFile(path, "empty folder (no files found)")
 
 
-def _walk(folder: Path, real: Path, errors: list[OSError]) -> Iterator[tuple[Path, Path, bool]]:
+def _walk(folder: Path, real: str, errors: list[OSError]) -> Iterator[tuple[Path, str, bool]]:
     """(path, resolved path, is a regular file) of every file under ``folder``, like os.walk.
 
     Sorted, top-down, files before sub-folders; symlinked folders are not followed (as
@@ -154,9 +154,10 @@ def _walk(folder: Path, real: Path, errors: list[OSError]) -> Iterator[tuple[Pat
             continue
         file = folder / entry.name
         link = entry.is_symlink()
-        yield file, file.resolve() if link else real / entry.name, entry.is_file()
+        resolved = str(file.resolve()) if link else os.path.join(real, entry.name)
+        yield file, resolved, entry.is_file()
     for name in subdirs:
-        yield from _walk(folder / name, real / name, errors)
+        yield from _walk(folder / name, os.path.join(real, name), errors)
 
 
 def scan(paths: Iterable[str | Path] | str | Path) -> ScanResult:

@@ -22,7 +22,7 @@ from pydicom.tag import BaseTag
 from pipeline.io.fastheader import Unusual, read_fast
 from pipeline.io.hu import Rescale, padding_spec, rescale_for_frame
 from pipeline.io.sop import classify_sop, is_localizer
-from pipeline.io.tags import first_bad_vr, quiet, value
+from pipeline.io.tags import first_bad_vr, is_quiet, quiet, value
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +93,20 @@ class FileHeader:
 
 def read_header(path: Path) -> FileHeader | SkippedFile:
     """Parse ``path`` without decoding pixels; never raises for bad data (returns a skip)."""
+    if is_quiet():  # inside a scan: already muted once for all files
+        return _read_header(path)
     with quiet():  # pydicom's VR/charset complaints are not our output
-        try:
-            return _validate(path, *_open(path))
-        except _Skip as skip:
-            return SkippedFile(path, str(skip))
-        except Exception as exc:  # malformed values deep inside the header
-            log.debug("header validation failed for %s", path, exc_info=True)
-            return SkippedFile(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
+        return _read_header(path)
+
+
+def _read_header(path: Path) -> FileHeader | SkippedFile:
+    try:
+        return _validate(path, *_open(path))
+    except _Skip as skip:
+        return SkippedFile(path, str(skip))
+    except Exception as exc:  # malformed values deep inside the header
+        log.debug("header validation failed for %s", path, exc_info=True)
+        return SkippedFile(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
 
 
 class _Skip(Exception):

@@ -37,6 +37,11 @@ _TEXT = frozenset(_ASCII | {"IS", "DS"})
 _QUIET_DEPTH = 0
 
 
+def is_quiet() -> bool:
+    """True inside a :func:`quiet` block."""
+    return _QUIET_DEPTH > 0
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Mute pydicom's logger and Python warnings inside the block (cheap when nested)."""
