@@ -1,4 +1,4 @@
-"""`ldct demo` end to end at reduced size: cohort -> denoise (bundled model) -> evaluate -> report."""
+"""`ldct demo` end to end at reduced size: cohort, denoise (bundled model), evaluate, report."""
 
 from __future__ import annotations
 
