@@ -22,6 +22,7 @@ import numpy as np
 import pydicom
 
 from pipeline import __version__
+from pipeline.data.intensity import AIR_HU
 from pipeline.errors import DicomError, LdctError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
@@ -144,6 +145,8 @@ class SeriesRunner:
 
     def _write_stage(self, item: PlanItem, vol: CTVolume, plan_desc: str) -> ManifestRow:
         t0 = time.perf_counter()
+        if vol.padding_mask is not None:  # padding is restored by the writer: keep it out of
+            vol.hu[vol.padding_mask] = AIR_HU  # the clipped-voxel count (model output there)
         staging = new_staging(self.out_root, item.facts.key)
         try:
             written = None

@@ -86,3 +86,27 @@ def test_failure_in_one_series_does_not_stop_the_batch(four_series: Path, tmp_pa
     assert status[bad][0] == "failed" and "simulated decoder failure" in status[bad][1]
     assert sorted(s for s, _ in status.values()) == ["failed", "ok", "ok", "ok"]
     assert len(list((tmp_path / "out").glob("st-*/se-*"))) == 3
+
+
+class _AddOne(nn.Module):
+    """+1.0 in model range = +4095 HU: every voxel leaves a 12-bit stored range."""
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return x + 1.0
+
+
+def test_clipped_voxels_are_counted(tmp_path: Path) -> None:
+    import numpy as np
+
+    root = tmp_path / "in"
+    write_series(root / "s", n_slices=2, rows=16, cols=16, bits_stored=12, padding=True)
+    config = DenoiseConfig(read_workers=1)
+    res = scan([root])
+    den = Denoiser(_AddOne(), name="addone", sha256="1" * 64)
+    plan = build_plan(res.series, res.skipped, tmp_path / "out", config, den.sha256)
+    (row,) = SeriesRunner(plan, den, config).run()
+    vol = read_series(res.series[0], workers=1, isolate=False)
+    n_inside = int((~vol.padding_mask).sum())  # padding is restored, not clipped
+    assert row.status == "ok" and row.n_clipped == n_inside > 0
+    out = read_series(scan([row.output_path]).series[0], workers=1, isolate=False)
+    assert np.all(out.hu[~vol.padding_mask] == 3071.0)  # clipped to the 12-bit maximum
