@@ -109,14 +109,25 @@ def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]
 
 
 def hu_to_stored(
-    hu: np.ndarray, slope: float, intercept: float, bits_stored: int, pixel_representation: int
+    hu: np.ndarray,
+    slope: float,
+    intercept: float,
+    bits_stored: int,
+    pixel_representation: int,
+    ignore: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """HU -> rounded stored integers clipped to the storable range, and the clip count."""
+    """HU -> rounded stored integers clipped to the storable range, and the clip count.
+
+    Voxels where ``ignore`` is True (padding, overwritten afterwards) are not counted.
+    """
     if slope == 0 or not np.isfinite(slope) or not np.isfinite(intercept):
         raise DicomError(f"unusable rescale slope/intercept {slope}/{intercept}")
     raw = np.rint((np.asarray(hu, dtype=np.float64) - intercept) / slope)
     lo, hi = stored_range(bits_stored, pixel_representation)
-    n_clipped = int(np.count_nonzero((raw < lo) | (raw > hi) | ~np.isfinite(raw)))
+    out_of_range = (raw < lo) | (raw > hi) | ~np.isfinite(raw)
+    if ignore is not None:
+        out_of_range &= ~np.asarray(ignore, dtype=bool)
+    n_clipped = int(np.count_nonzero(out_of_range))
     raw = np.clip(np.nan_to_num(raw, nan=(0 - intercept) / slope), lo, hi)
     dtype = np.int16 if pixel_representation == 1 else np.uint16
     return raw.astype(dtype), n_clipped
@@ -281,8 +292,9 @@ def write_derived_series(
         ds, own = _slice_header(source, k)
         bits = _source_int(source, ds, "BitsStored", 16)
         pixrep = _source_int(source, ds, "PixelRepresentation", 1)
+        padding = None if source.padding_mask is None else source.padding_mask[k]
         stored, clipped = hu_to_stored(
-            hu[k], info.rescale_slope, info.rescale_intercept, bits, pixrep
+            hu[k], info.rescale_slope, info.rescale_intercept, bits, pixrep, ignore=padding
         )
         n_clipped += clipped
         pad_value = source.meta.get("PixelPaddingValue")
