@@ -21,11 +21,15 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(
-    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it"
-) -> Iterator[T]:
-    """Wrap ``iterable`` in a progress bar on stderr when enabled."""
-    yield from tqdm(
+def progress_bar(
+    iterable: Iterable[T] | None = None,
+    *,
+    desc: str,
+    total: int | None = None,
+    unit: str = "it",
+) -> tqdm:
+    """A bar on stderr (iterate it, or ``bar.update(n)`` / ``bar.set_postfix(...)``; close it)."""
+    return tqdm(
         iterable,
         desc=desc,
         total=total,
@@ -37,14 +41,8 @@ def progress(
     )
 
 
-def progress_bar(*, desc: str, total: int | None = None, unit: str = "it") -> tqdm:
-    """A manually updated bar (``bar.update(n)``, ``bar.set_postfix(...)``); close it when done."""
-    return tqdm(
-        desc=desc,
-        total=total,
-        unit=unit,
-        disable=not progress_enabled(),
-        dynamic_ncols=True,
-        leave=False,
-        file=sys.stderr,
-    )
+def progress(
+    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it"
+) -> Iterator[T]:
+    """Wrap ``iterable`` in a progress bar on stderr when enabled."""
+    yield from progress_bar(iterable, desc=desc, total=total, unit=unit)

@@ -20,8 +20,11 @@ FAIL_ON_HELP = "Exit with code 1 when a patient's verdict is at least this (neve
 
 
 def _load_cfg(
-    config: Path | None, overrides: list[str], pseudonymize: bool, pdf: bool
+    config: Path | None, overrides: list[str], pseudonymize: bool, pdf: bool, fail_on: str
 ) -> ReportConfig:
+    """The report config (file < --set < flags), after checking the --fail-on value."""
+    if fail_on not in ("never", "review", "fail"):
+        raise typer.BadParameter("must be never, review or fail", param_hint="--fail-on")
     from pipeline.config import load_config
     from pipeline.report.config import ReportConfig
 
@@ -64,9 +67,7 @@ def register(app: typer.Typer) -> None:
         """Write per-patient QA pages (HTML, images embedded) and a cohort index."""
         from pipeline.report.render import build_report
 
-        if fail_on not in ("never", "review", "fail"):
-            raise typer.BadParameter("must be never, review or fail", param_hint="--fail-on")
-        cfg = _load_cfg(config, overrides, pseudonymize, pdf)
+        cfg = _load_cfg(config, overrides, pseudonymize, pdf, fail_on)
         result = build_report(eval_dir, out, cfg, key=key)
         raise typer.Exit(_finish(result, fail_on))
 
@@ -88,9 +89,7 @@ def register(app: typer.Typer) -> None:
         from pipeline.evaluate.runner import DEFAULT_PROFILES, evaluate
         from pipeline.report.render import build_report
 
-        if fail_on not in ("never", "review", "fail"):
-            raise typer.BadParameter("must be never, review or fail", param_hint="--fail-on")
-        cfg = _load_cfg(config, overrides, pseudonymize, pdf)
+        cfg = _load_cfg(config, overrides, pseudonymize, pdf, fail_on)
         eval_dir = out / "evaluation"
         evaluate(
             low,
