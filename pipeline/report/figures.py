@@ -87,6 +87,7 @@ def slice_curves(per_slice: pd.DataFrame, profile: str) -> str:
             )
         unit = sub["unit"].iloc[0] if not sub.empty else ""
         ax.set_xlabel("slice index")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{metric.upper()} {('[' + unit + ']') if unit and unit != '1' else ''}")
         ax.set_title(f"{metric.upper()} vs full dose ({profile})", fontsize=9)
         ax.grid(alpha=0.3)
