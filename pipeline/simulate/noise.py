@@ -110,7 +110,7 @@ def centre_variance_weights(
     i.e. this is the mean variance over a central region of interest, not only the exact centre
     pixel (which sees no interpolation and is noisier)."""
     n_fft = 1 << math.ceil(math.log2(2 * geom.n_det))
-    kernel = torch.fft.ifft(filter_response(geom, filter_name, n_fft).double()).real
+    kernel = torch.fft.ifft(filter_response(filter_name, n_fft).double()).real
     offsets = torch.arange(geom.n_det) - geom.n_det // 2
     k0, k1 = kernel[offsets % n_fft], kernel[(offsets - 1) % n_fft]
     phi = (torch.arange(n_phase, dtype=torch.float64) + 0.5) / n_phase

@@ -96,7 +96,7 @@ def forward_project(
     return out
 
 
-def filter_response(geom: ParallelGeometry, name: FilterName | str, n_fft: int) -> torch.Tensor:
+def filter_response(name: FilterName | str, n_fft: int) -> torch.Tensor:
     """Real frequency response (n_fft,) of the windowed band-limited ramp, per sample spacing."""
     name = FilterName(name)
     n = torch.cat((torch.arange(0, n_fft // 2 + 1), torch.arange(-(n_fft // 2) + 1 - n_fft % 2, 0)))
@@ -120,7 +120,7 @@ def filter_response(geom: ParallelGeometry, name: FilterName | str, n_fft: int) 
 def ramp_filter(sino: torch.Tensor, geom: ParallelGeometry, name: FilterName | str) -> torch.Tensor:
     """Filter each view of ``sino`` (B, n_views, n_det) along the detector (zero-padded FFT)."""
     n_fft = 1 << math.ceil(math.log2(2 * geom.n_det))
-    resp = filter_response(geom, name, n_fft)
+    resp = filter_response(name, n_fft)
     spec = torch.fft.rfft(sino, n=n_fft, dim=-1) * resp[: n_fft // 2 + 1]
     # the kernel is in samples; divide by det_mm for 1/mm units (Kak & Slaney eq. 3.61)
     return torch.fft.irfft(spec, n=n_fft, dim=-1)[..., : geom.n_det] / geom.det_mm
