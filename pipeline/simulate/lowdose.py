@@ -230,8 +230,3 @@ def coarse_projection(mu: torch.Tensor, geom: ParallelGeometry) -> torch.Tensor:
     lo = padded[..., (j0 + 1).clamp(0, cg.n_det + 1)]
     hi = padded[..., (j0 + 2).clamp(0, cg.n_det + 1)]
     return (lo * (1 - wv) + hi * wv).float()
-
-
-def expected_sd_ratio(dose: float) -> float:
-    """Quantum-limited noise SD ratio low/full: 1 / sqrt(dose) (2 at quarter dose)."""
-    return 1.0 / math.sqrt(check_dose(dose))

@@ -67,15 +67,6 @@ def check_dose(dose: float) -> float:
     return float(dose)
 
 
-def measure_log_counts(
-    p: torch.Tensor, model: NoiseModel, dose: float, generator: torch.Generator
-) -> torch.Tensor:
-    """Draw noisy line integrals for noiseless ``p`` at ``dose`` (Poisson + electronic + log)."""
-    expected = model.i0 * dose * torch.exp(-p.double())
-    photons = torch.poisson(expected, generator=generator)
-    return _log_measure(photons, model, dose, generator)
-
-
 def thin_counts(photons: torch.Tensor, dose: float, generator: torch.Generator) -> torch.Tensor:
     """Keep each photon with probability ``dose`` (binomial thinning): Poisson(l) -> Poisson(l d).
 
