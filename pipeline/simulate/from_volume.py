@@ -59,7 +59,10 @@ def edge_tissue_fraction(hu: np.ndarray, padding: np.ndarray | None) -> np.ndarr
 
 
 def check_input(
-    volume: CTVolume, *, allow_cropped: bool = False, max_edge_fraction: float = 0.05
+    volume: CTVolume,
+    *,
+    allow_cropped: bool = False,
+    max_edge_fraction: float = DEFAULT_MAX_EDGE_FRACTION,
 ) -> list[str]:
     """Refuse inputs the simulation cannot handle; returns warnings for tolerated problems."""
     modality = str(volume.meta.get("Modality") or "CT").upper()
