@@ -95,11 +95,6 @@ def wrap_model(model: nn.Module, env: DistEnv, sync_batchnorm: bool) -> nn.Modul
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside a DDP wrapper."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def any_flag(flag: bool, env: DistEnv) -> bool:
     """True on every rank if ``flag`` is true on any rank (keeps ranks in lock-step)."""
     if not env.distributed:
