@@ -27,7 +27,6 @@ from pipeline.evaluate.noise import (
 )
 from pipeline.evaluate.sharpness import edge_spread
 
-ROLES = ("low", "denoised", "full")
 #: Body-mask erosion (px) before ROI search and the artifact seam test (keeps off the outline).
 INNER_MARGIN_PX = 8
 
