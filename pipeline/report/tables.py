@@ -61,6 +61,11 @@ def load_eval(root: str | Path) -> EvalOutput:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise LdctError(f"cannot read summary.json: {exc}", path=summary_path) from exc
+    if not isinstance(summary, dict):
+        raise LdctError(
+            f"summary.json must hold a JSON object, found {type(summary).__name__}",
+            path=summary_path,
+        )
     tables: dict[str, pd.DataFrame] = {}
     for name in TABLE_NAMES:
         pq, csv = root / f"{name}.parquet", root / f"{name}.csv"
