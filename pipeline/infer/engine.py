@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,10 +187,17 @@ class Denoiser:
             batch_size=max(1, plan.batch_size),
         )
 
-    def denoise_slices(self, hu: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def denoise_slices(
+        self,
+        hu: np.ndarray,
+        out: np.ndarray | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """Denoise a (Z, Y, X) HU array slice-wise; writes into ``out`` (may be ``hu`` itself).
 
         Writing into the input (``out=hu``) keeps one volume in memory per series in flight.
+        ``on_batch(start, stop)`` is called once ``out[start:stop]`` holds its final values
+        (lets a writer stream those slices while the next batch runs).
         """
         check_shape("hu", hu, ("Z", "Y", "X"))
         out = np.empty_like(hu, dtype=np.float32) if out is None else out
@@ -203,4 +211,6 @@ class Denoiser:
             y = self._forward(x, plan)
             check_shape("model output", y, (stop - start, 1, h, w))
             out[start:stop] = model_to_hu(y[:, 0]).cpu().numpy()
+            if on_batch is not None:
+                on_batch(start, stop)
         return out

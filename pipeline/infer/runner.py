@@ -1,10 +1,12 @@
 """Run a denoising plan: read -> infer -> write per series, I/O overlapped with inference.
 
-Three stages run at once on different series: a reader thread decodes the next series while the
-main thread runs the model on the current one and a writer thread encodes, verifies and publishes
-the previous one. Queues are bounded (``prefetch``), so at most ``prefetch + 2`` volumes are in
-memory whatever the number of studies; the model writes its output into the input array (one
-volume per series in flight). Every failure is caught per series and recorded in its manifest row.
+Three stages run at once: a reader thread decodes the next series while the main thread runs the
+model on the current one, and a writer thread encodes and verifies each finished batch of slices
+of the current series (:mod:`pipeline.infer.stream`) while the next batch runs, then publishes
+the series. Reads are bounded (``prefetch``, ``volume_budget_mb``), so at most ``prefetch + 2``
+volumes are in memory whatever the number of studies; the model writes its output into the input
+array and the writer encodes from it (one volume per series in flight, no copies). Every failure
+is caught per series and recorded in its manifest row.
 """
 
 from __future__ import annotations
@@ -16,35 +18,19 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
-import pydicom
 
 from pipeline import __version__
-from pipeline.data.intensity import AIR_HU
 from pipeline.errors import DicomError, LdctError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 from pipeline.infer.manifest import ManifestRow, Status
 from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem
-from pipeline.infer.publish import (
-    Completion,
-    clean_stale_staging,
-    discard,
-    new_staging,
-    publish,
-    verify_completed,
-)
+from pipeline.infer.publish import clean_stale_staging, verify_completed
+from pipeline.infer.stream import NIFTI_NAME, SeriesSink, SinkOptions
 from pipeline.io.volume import CTVolume
 from pipeline.utils.progress import progress_bar
 
-if TYPE_CHECKING:
-    from pipeline.io.write import WrittenSeries
-
 log = logging.getLogger(__name__)
-
-NIFTI_NAME = "denoised.nii.gz"
 
 
 @dataclass
@@ -143,35 +129,21 @@ class SeriesRunner:
             f"precision {d.precision}; HU rescaled with the source slope/intercept"
         )
 
-    def _write_stage(self, item: PlanItem, vol: CTVolume, plan_desc: str) -> ManifestRow:
-        t0 = time.perf_counter()
-        if vol.padding_mask is not None:  # padding is restored by the writer: keep it out of
-            vol.hu[vol.padding_mask] = AIR_HU  # the clipped-voxel count (model output there)
-        staging = new_staging(self.out_root, item.facts.key)
-        try:
-            written = None
-            if self.cfg.format.dicom:
-                d = self.denoiser
-                written = _write_dicom(
-                    vol,
-                    staging,
-                    series_description=self.description(str(vol.meta.get("SeriesDescription", ""))),
-                    derivation_description=self.derivation(),
-                    uid_key=f"{d.name}-{d.sha256}",
-                )
-            if self.cfg.format.nifti:
-                _write_nifti(vol, staging / NIFTI_NAME)
-            comp = Completion(
-                fingerprint=item.fingerprint,
-                series_key=item.facts.key,
-                derived_series_uid=written.series_instance_uid if written else "",
-                n_slices=vol.shape[0],
-                n_clipped=written.n_clipped if written else 0,
-            )
-            publish(staging, item.out_dir, comp, self.out_root)
-        except BaseException:
-            discard(staging)
-            raise
+    def sink(self, item: PlanItem, vol: CTVolume) -> SeriesSink:
+        """The streaming writer of one series (opens its staging folder on first use)."""
+        d = self.denoiser
+        opts = SinkOptions(
+            dicom=self.cfg.format.dicom,
+            nifti=self.cfg.format.nifti,
+            series_description=self.description(str(vol.meta.get("SeriesDescription", ""))),
+            derivation_description=self.derivation(),
+            uid_key=f"{d.name}-{d.sha256}",
+        )
+        return SeriesSink(vol, self.out_root, item.facts.key, opts)
+
+    def _write_stage(self, item: PlanItem, sink: SeriesSink, plan_desc: str) -> ManifestRow:
+        """Writer thread, after every batch of ``sink`` was written: publish and report."""
+        comp = sink.publish(item.fingerprint, item.out_dir)
         return _row(
             item,
             Status.OK,
@@ -181,7 +153,7 @@ class SeriesRunner:
             nifti_path=str(item.out_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
             derived_series_uid=comp.derived_series_uid,
             n_clipped=comp.n_clipped,
-            write_s=round(time.perf_counter() - t0, 3),
+            write_s=round(sink.write_s, 3),
             tiling=plan_desc,
             **self._model_kw(),
         )
@@ -300,10 +272,16 @@ class _Pipeline:
                     self._finish(item, self.r.failed(item, "read", exc))
                     continue
                 vol, t0 = timed.volume, time.perf_counter()
+                sink = self.r.sink(item, vol)
+
+                def stream(start: int, stop: int, sink: SeriesSink = sink) -> None:
+                    writer.submit(sink.write, start, stop)  # runs while the next batch infers
+
                 try:
                     plan_desc = self.r.denoiser.plan(vol.shape[1], vol.shape[2]).describe()
-                    self.r.denoiser.denoise_slices(vol.hu, out=vol.hu)
+                    self.r.denoiser.denoise_slices(vol.hu, out=vol.hu, on_batch=stream)
                 except Exception as exc:
+                    writer.submit(sink.discard).result()  # after the batches already queued
                     self._finish(item, self.r.failed(item, "infer", exc, read_s=timed.read_s))
                     continue
                 times = {
@@ -311,53 +289,9 @@ class _Pipeline:
                     "infer_s": round(time.perf_counter() - t0, 3),
                 }
                 self._drain_writes(max(0, self.depth - 1))
-                job = writer.submit(self.r._write_stage, item, vol, plan_desc)
+                job = writer.submit(self.r._write_stage, item, sink, plan_desc)
                 self.writes.append((item, job, times))
-                del vol, timed
+                del vol, timed, sink, stream
             self._drain_writes(0)
         self.bar.close()
         return self.rows
-
-
-def _write_dicom(
-    vol: CTVolume,
-    out_dir: Path,
-    *,
-    series_description: str,
-    derivation_description: str,
-    uid_key: str,
-) -> WrittenSeries:
-    """Write the derived DICOM series and check every file before it may be published."""
-    from pipeline.io.write import write_derived_series
-
-    written = write_derived_series(
-        vol,
-        vol.hu,
-        out_dir,
-        series_description=series_description,
-        derivation_description=derivation_description,
-        uid_key=uid_key,
-    )
-    if len(written.paths) != vol.shape[0]:
-        raise DicomError(f"writer produced {len(written.paths)} files for {vol.shape[0]} slices")
-    for path, uid in zip(written.paths, written.sop_instance_uids, strict=True):
-        ds = pydicom.dcmread(path)
-        expected = int(ds.Rows) * int(ds.Columns) * 2
-        if ds.SOPInstanceUID != uid or len(ds.PixelData) != expected:
-            raise DicomError("written file does not read back as written", path=path)
-    return written
-
-
-def _write_nifti(vol: CTVolume, path: Path) -> None:
-    """NIfTI (float32 HU) with the volume's geometry; padding gets the DICOM output's value."""
-    import SimpleITK as sitk
-
-    hu = vol.hu
-    if vol.padding_mask is not None and vol.padding_mask.any():
-        pad = vol.meta.get("PixelPaddingValue")
-        s = vol.slices[0] if vol.slices else None
-        fill = -1000.0
-        if pad is not None and s is not None:
-            fill = float(pad) * s.rescale_slope + s.rescale_intercept
-        hu = np.where(vol.padding_mask, np.float32(fill), hu)
-    sitk.WriteImage(vol.with_hu(hu).to_sitk(), str(path), useCompression=True)

@@ -9,6 +9,7 @@ one file per slice (``IM00001.dcm`` ...), each written atomically (temp file + r
   of creating duplicates), ImageType ``DERIVED\\SECONDARY\\AXIAL``, DerivationDescription,
   SourceImageSequence per slice, HU stored with the source rescale, clipped to the BitsStored
   range (the clip count is returned), padding restored with the source PixelPaddingValue.
+* :class:`DerivedSeriesWriter` -- the same, one slice at a time (streaming producers).
 * :func:`write_new_series` -- an *original* series for synthetic data (phantoms, demo cohort).
 """
 
@@ -246,6 +247,137 @@ def _default_series_number(source_number: int, uid_key: str, source_series_uid: 
     return int(source_number) + 1000 + h % 9000
 
 
+class DerivedSeriesWriter:
+    """Writes a derived series of ``source`` one slice at a time (see :func:`write_derived_series`).
+
+    Lets a producer (e.g. ``ldct denoise``) write each slice as soon as it exists, overlapping
+    encoding and disk I/O with the computation of the next slices. Slices may come in any order;
+    :meth:`finish` requires all of them and returns the same :class:`WrittenSeries` (UIDs,
+    headers, clip count) as :func:`write_derived_series`. Not thread-safe: one writer, one thread.
+    """
+
+    def __init__(
+        self,
+        source: CTVolume,
+        out_dir: str | Path,
+        *,
+        series_description: str,
+        derivation_description: str,
+        uid_key: str,
+        series_number: int | None = None,
+        image_type: Sequence[str] = ("DERIVED", "SECONDARY", "AXIAL"),
+        extra_tags: dict[str, Any] | None = None,
+    ) -> None:
+        if not source.slices:
+            raise DicomError("source volume has no slice records; cannot derive a DICOM series")
+        self.study_uid = str(source.meta.get("StudyInstanceUID") or "")
+        src_series_uid = str(source.meta.get("SeriesInstanceUID") or "")
+        self.for_uid = str(source.meta.get("FrameOfReferenceUID") or "")
+        if not self.study_uid or not src_series_uid:
+            raise DicomError("source volume meta lacks StudyInstanceUID/SeriesInstanceUID")
+        self.geom = _Geometry(source.spacing_mm, source.origin_mm, np.asarray(source.direction))
+        _check_geometry(self.geom)
+        self.source = source
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.series_uid = derive_uid("series", src_series_uid, uid_key)
+        src_number = int(source.meta.get("SeriesNumber") or 0)
+        self.number = int(
+            series_number
+            if series_number is not None
+            else _default_series_number(src_number, uid_key, src_series_uid)
+        )
+        self.series_description = series_description[:64]
+        self.derivation_description = derivation_description[:1024]
+        self.image_type = list(image_type)
+        self.extra_tags = extra_tags
+        self._written: dict[int, tuple[Path, str]] = {}  # slice index -> (path, SOP UID)
+        self.n_clipped = 0
+
+    def write_slice(self, k: int, hu_k: np.ndarray) -> tuple[Path, str]:
+        """Encode and write slice ``k`` (HU, (Y, X)); returns (file path, SOP Instance UID)."""
+        source, info = self.source, self.source.slices[k]
+        if k in self._written:
+            raise DicomError(f"slice {k} written twice")
+        if np.shape(hu_k) != source.hu.shape[1:]:
+            raise GeometryError(f"derived slice shape {np.shape(hu_k)} != {source.hu.shape[1:]}")
+        ds, own = _slice_header(source, k)
+        bits = _source_int(source, ds, "BitsStored", 16)
+        pixrep = _source_int(source, ds, "PixelRepresentation", 1)
+        padding = None if source.padding_mask is None else source.padding_mask[k]
+        stored, clipped = hu_to_stored(
+            hu_k, info.rescale_slope, info.rescale_intercept, bits, pixrep, ignore=padding
+        )
+        self.n_clipped += clipped
+        pad_value = source.meta.get("PixelPaddingValue")
+        if padding is not None and padding.any():
+            if pad_value is None:
+                air, _ = hu_to_stored(
+                    np.array([-1000.0]), info.rescale_slope, info.rescale_intercept, bits, pixrep
+                )
+                fill = int(air[0])
+            else:
+                fill = int(pad_value)
+            stored[padding] = fill
+        sop_uid = derive_uid("sop", info.sop_instance_uid, self.series_uid)
+        src_class = str(
+            (info.header.get("SOPClassUID") if info.header is not None else None) or CTImageStorage
+        )
+        ds.file_meta = _file_meta(sop_uid)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = sop_uid
+        ds.Modality = "CT"
+        ds.StudyInstanceUID = self.study_uid
+        ds.SeriesInstanceUID = self.series_uid
+        if self.for_uid:
+            ds.FrameOfReferenceUID = self.for_uid
+        ds.SeriesNumber = self.number
+        ds.InstanceNumber = k + 1
+        ds.ImageType = list(self.image_type)
+        ds.SeriesDescription = self.series_description
+        ds.DerivationDescription = self.derivation_description
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = src_class
+        ref.ReferencedSOPInstanceUID = info.sop_instance_uid
+        if info.frame is not None:
+            ref.ReferencedFrameNumber = info.frame + 1
+        ds.SourceImageSequence = DicomSequence([ref])
+        if not own:
+            _set_geometry(ds, self.geom, k)
+            ds.SliceThickness = _fmt_ds([source.spacing_mm[0]])[0]
+        ds.RescaleSlope = _fmt_ds([info.rescale_slope])[0]
+        ds.RescaleIntercept = _fmt_ds([info.rescale_intercept])[0]
+        ds.RescaleType = "HU"
+        if pad_value is not None:
+            ds.PixelPaddingValue = int(pad_value)
+            ds["PixelPaddingValue"].VR = "SS" if pixrep == 1 else "US"
+        _pixels(ds, stored, bits, pixrep)
+        _apply_extra(ds, self.extra_tags)
+        path = ensure_inside(self.out, self.out / f"IM{k + 1:05d}.dcm")
+        _write_file(ds, path)
+        self._written[k] = (path, sop_uid)
+        return path, sop_uid
+
+    def finish(self) -> WrittenSeries:
+        """The written series; raises :class:`DicomError` if a slice was never written."""
+        missing = [k for k in range(len(self.source.slices)) if k not in self._written]
+        if missing:
+            raise DicomError(f"{len(missing)} of {len(self.source.slices)} slices not written")
+        done = [self._written[k] for k in range(len(self.source.slices))]
+        n = self.n_clipped
+        return WrittenSeries(
+            out_dir=self.out,
+            paths=[p for p, _ in done],
+            series_instance_uid=self.series_uid,
+            sop_instance_uids=[u for _, u in done],
+            series_number=self.number,
+            study_instance_uid=self.study_uid,
+            frame_of_reference_uid=self.for_uid,
+            n_clipped=n,
+            warnings=[f"{n} voxels clipped to the stored range"] if n else [],
+        )
+
+
 def write_derived_series(
     source: CTVolume,
     hu: np.ndarray,
@@ -263,100 +395,24 @@ def write_derived_series(
     ``uid_key`` names what made the pixels (e.g. model name + weights hash, or "simulate dose=0.25
     seed=0"); the new Series/SOP Instance UIDs are a hash of the source UIDs and this key.
     ``extra_tags`` maps DICOM keywords to values set last (e.g. ``ImageComments``).
+    A loop over :class:`DerivedSeriesWriter`.
     """
     hu = np.asarray(hu)
     if hu.shape != source.hu.shape:
         raise GeometryError(f"derived HU shape {hu.shape} != source volume shape {source.hu.shape}")
-    if not source.slices:
-        raise DicomError("source volume has no slice records; cannot derive a DICOM series")
-    study_uid = str(source.meta.get("StudyInstanceUID") or "")
-    src_series_uid = str(source.meta.get("SeriesInstanceUID") or "")
-    for_uid = str(source.meta.get("FrameOfReferenceUID") or "")
-    if not study_uid or not src_series_uid:
-        raise DicomError("source volume meta lacks StudyInstanceUID/SeriesInstanceUID")
-    geom = _Geometry(source.spacing_mm, source.origin_mm, np.asarray(source.direction))
-    _check_geometry(geom)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    series_uid = derive_uid("series", src_series_uid, uid_key)
-    src_number = int(source.meta.get("SeriesNumber") or 0)
-    number = (
-        series_number
-        if series_number is not None
-        else _default_series_number(src_number, uid_key, src_series_uid)
+    writer = DerivedSeriesWriter(
+        source,
+        out_dir,
+        series_description=series_description,
+        derivation_description=derivation_description,
+        uid_key=uid_key,
+        series_number=series_number,
+        image_type=image_type,
+        extra_tags=extra_tags,
     )
-    paths: list[Path] = []
-    sop_uids: list[str] = []
-    n_clipped = 0
-    for k, info in enumerate(source.slices):
-        ds, own = _slice_header(source, k)
-        bits = _source_int(source, ds, "BitsStored", 16)
-        pixrep = _source_int(source, ds, "PixelRepresentation", 1)
-        padding = None if source.padding_mask is None else source.padding_mask[k]
-        stored, clipped = hu_to_stored(
-            hu[k], info.rescale_slope, info.rescale_intercept, bits, pixrep, ignore=padding
-        )
-        n_clipped += clipped
-        pad_value = source.meta.get("PixelPaddingValue")
-        if source.padding_mask is not None and source.padding_mask[k].any():
-            if pad_value is None:
-                air, _ = hu_to_stored(
-                    np.array([-1000.0]), info.rescale_slope, info.rescale_intercept, bits, pixrep
-                )
-                fill = int(air[0])
-            else:
-                fill = int(pad_value)
-            stored[source.padding_mask[k]] = fill
-        sop_uid = derive_uid("sop", info.sop_instance_uid, series_uid)
-        src_class = str(
-            (info.header.get("SOPClassUID") if info.header is not None else None) or CTImageStorage
-        )
-        ds.file_meta = _file_meta(sop_uid)
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        ds.Modality = "CT"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        if for_uid:
-            ds.FrameOfReferenceUID = for_uid
-        ds.SeriesNumber = int(number)
-        ds.InstanceNumber = k + 1
-        ds.ImageType = list(image_type)
-        ds.SeriesDescription = series_description[:64]
-        ds.DerivationDescription = derivation_description[:1024]
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = src_class
-        ref.ReferencedSOPInstanceUID = info.sop_instance_uid
-        if info.frame is not None:
-            ref.ReferencedFrameNumber = info.frame + 1
-        ds.SourceImageSequence = DicomSequence([ref])
-        if not own:
-            _set_geometry(ds, geom, k)
-            ds.SliceThickness = _fmt_ds([source.spacing_mm[0]])[0]
-        ds.RescaleSlope = _fmt_ds([info.rescale_slope])[0]
-        ds.RescaleIntercept = _fmt_ds([info.rescale_intercept])[0]
-        ds.RescaleType = "HU"
-        if pad_value is not None:
-            ds.PixelPaddingValue = int(pad_value)
-            ds["PixelPaddingValue"].VR = "SS" if pixrep == 1 else "US"
-        _pixels(ds, stored, bits, pixrep)
-        _apply_extra(ds, extra_tags)
-        path = ensure_inside(out, out / f"IM{k + 1:05d}.dcm")
-        _write_file(ds, path)
-        paths.append(path)
-        sop_uids.append(sop_uid)
-    warnings = [f"{n_clipped} voxels clipped to the stored range"] if n_clipped else []
-    return WrittenSeries(
-        out_dir=out,
-        paths=paths,
-        series_instance_uid=series_uid,
-        sop_instance_uids=sop_uids,
-        series_number=int(number),
-        study_instance_uid=study_uid,
-        frame_of_reference_uid=for_uid,
-        n_clipped=n_clipped,
-        warnings=warnings,
-    )
+    for k in range(len(source.slices)):
+        writer.write_slice(k, hu[k])
+    return writer.finish()
 
 
 def write_new_series(

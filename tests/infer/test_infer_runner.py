@@ -15,6 +15,7 @@ from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 from pipeline.infer.plan import PlanItem, build_plan
 from pipeline.infer.runner import SeriesRunner
+from pipeline.infer.stream import SeriesSink
 from pipeline.io.discover import scan
 from pipeline.io.read import read_series
 from pipeline.io.volume import CTVolume
@@ -35,10 +36,10 @@ class _Tracking(SeriesRunner):
             self.max_active = max(self.max_active, len(self.active))
         return super()._read_stage(item)
 
-    def _write_stage(self, item: PlanItem, vol: CTVolume, plan_desc: str):  # type: ignore[no-untyped-def]
+    def _write_stage(self, item: PlanItem, sink: SeriesSink, plan_desc: str):  # type: ignore[no-untyped-def]
         time.sleep(0.2)
         try:
-            return super()._write_stage(item, vol, plan_desc)
+            return super()._write_stage(item, sink, plan_desc)
         finally:
             with self.lock:
                 self.active.discard(item.facts.key)
