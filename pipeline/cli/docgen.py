@@ -30,7 +30,9 @@ def _param_row(param: click.Parameter) -> str:
     default = ""
     if (
         not isinstance(param, click.Argument)
-        and param.default not in (None, False, ())
+        and param.default is not None
+        and param.default is not False  # identity: 0 is a real default, False means "off"
+        and param.default not in ((), [])
         and not callable(param.default)
     ):
         default = f"`{param.default}`"

@@ -120,7 +120,5 @@ class ReportConfig(StrictModel):
     n_representative: int = Field(default=1, ge=0, le=5)
     #: replace patient identifiers with a keyed hash everywhere
     pseudonymize: bool = False
-    #: show PatientName on pages (off by default: identifiers only where asked for)
-    show_patient_name: bool = False
     #: also write a PDF per patient (needs chromium)
     pdf: bool = False

@@ -85,7 +85,6 @@ class ValidationConfig(StrictModel):
     window: str | None = "soft_tissue"
     ssim_kernel: str = Field("gaussian", pattern="^(gaussian|uniform)$")
     max_slices: int | None = Field(None, gt=0)
-    batch_size: int = Field(4, gt=0)
 
 
 class EarlyStopConfig(StrictModel):

@@ -81,7 +81,9 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Report YAML (rules, panels)."),
         overrides: list[str] = typer.Option([], "--set", help="Override a report key (k=v)."),
         pseudonymize: bool = typer.Option(False, "--pseudonymize", help="Keyed-hash identifiers."),
-        key: str | None = typer.Option(None, "--key", envvar="LDCT_PSEUDONYM_KEY"),
+        key: str | None = typer.Option(
+            None, "--key", envvar="LDCT_PSEUDONYM_KEY", help="Secret key for --pseudonymize."
+        ),
         pdf: bool = typer.Option(False, "--pdf", help="Also print each page to PDF."),
         fail_on: str = typer.Option("never", "--fail-on", help=FAIL_ON_HELP),
     ) -> None:
