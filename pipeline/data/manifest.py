@@ -26,6 +26,10 @@ def _rows(path: Path) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DatasetError(f"cannot read manifest ({exc.strerror})", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"manifest is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path
+        ) from exc
     if path.suffix.lower() == ".csv":
         return [dict(r) for r in csv.DictReader(text.splitlines())]
     try:

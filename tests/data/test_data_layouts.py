@@ -140,6 +140,14 @@ def test_manifest_problems_name_the_row(tmp_path):
     assert problems[1].startswith("manifest row 2: full path") and "does not exist" in problems[1]
 
 
+def test_manifest_not_utf8_is_a_dataset_error_naming_the_file(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"patient,low,full\np\xe9,low,full\n")  # Latin-1 e-acute
+    with pytest.raises(DatasetError, match="not UTF-8 text") as info:
+        read_manifest(path)
+    assert info.value.path == path
+
+
 def test_demo_layout_other_simulated_doses_get_one_pair_each(tmp_path):
     _series(tmp_path / "D1" / "full_dose")
     _series(tmp_path / "D1" / "tenth_dose")
