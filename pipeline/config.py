@@ -65,6 +65,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file ({exc.strerror})", path=p) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file is not UTF-8 text ({exc.reason} at byte {exc.start})", path=p
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
