@@ -48,8 +48,8 @@ def denoise_rows(denoised: Path | None) -> dict[str, dict[str, Any]]:
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         log.warning("cannot read denoise manifest %s: %s", path, exc)
         return {}
     rows = data.get("rows", data) if isinstance(data, dict) else data
