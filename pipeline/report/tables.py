@@ -59,7 +59,7 @@ def load_eval(root: str | Path) -> EvalOutput:
         )
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise LdctError(f"cannot read summary.json: {exc}", path=summary_path) from exc
     if not isinstance(summary, dict):
         raise LdctError(

@@ -23,3 +23,11 @@ def test_report_cli_on_list_summary_is_one_error_line(tmp_path, run_cli):
     assert res.exit_code != 0
     assert "Traceback" not in res.stderr + res.stdout
     assert "summary.json" in res.stderr + res.stdout
+
+
+def test_summary_not_utf8_names_the_file(tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_bytes(b'{"name": "\xe9"}')  # Latin-1 e-acute
+    with pytest.raises(LdctError, match=r"cannot read summary\.json") as info:
+        load_eval(tmp_path)
+    assert info.value.path == summary
