@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.data.pairs import PairSpec, pair_volumes, slice_positions_mm
 from pipeline.errors import LdctError
 from pipeline.evaluate import qa, stats
 from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, ArtifactThresholds
@@ -76,8 +77,6 @@ def align(
     patient: str, vols: dict[str, CTVolume], *, full_same_frame: bool = True
 ) -> dict[str, CTVolume]:
     """Reorder ``full``/``denoised`` slices to the low-dose order; DatasetError if misaligned."""
-    from pipeline.data.pairs import PairSpec, pair_volumes
-
     out = {"low": vols["low"]}
     for role in ("full", "denoised"):
         if role in vols:
@@ -125,12 +124,6 @@ def slice_metrics(
     return pd.concat(frames, ignore_index=True)[stats.SLICE_COLUMNS]
 
 
-def _positions(vol: CTVolume) -> np.ndarray:
-    from pipeline.data.pairs import slice_positions_mm
-
-    return slice_positions_mm(vol)
-
-
 def evaluate(
     low: str | Path,
     out: str | Path,
@@ -173,7 +166,9 @@ def evaluate(
                 }
                 stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
                 whole_slices = str(mrow.get("tiling", "")).strip() == "whole slices"
-        rows["per_slice"].append(slice_metrics(item.patient, vols, body, profs, _positions(ref)))
+        rows["per_slice"].append(
+            slice_metrics(item.patient, vols, body, profs, slice_positions_mm(ref))
+        )
         roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
         rows["roi"] += roi
         rows["nps"] += nps
