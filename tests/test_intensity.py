@@ -9,6 +9,7 @@ from pipeline.data.intensity import (
     WINDOWS,
     Window,
     apply_window,
+    clip_to_window,
     get_window,
     hu_to_model,
     model_to_hu,
@@ -45,6 +46,19 @@ def test_window_inverse_exact_inside(name):
     w = WINDOWS[name]
     hu = np.linspace(w.lo_hu, w.hi_hu, 257)
     np.testing.assert_allclose(unwindow(apply_window(hu, w), w), hu, atol=1e-9)
+
+
+def test_clip_to_window_is_windowed_round_trip_in_hu():
+    hu = np.array([-1000.0, -160.0, 0.0, 239.5, 240.0, 3000.0])
+    np.testing.assert_array_equal(
+        clip_to_window(hu, "soft_tissue"), [-160, -160, 0, 239.5, 240, 240]
+    )
+    t = torch.linspace(-1500.0, 2000.0, 301)
+    np.testing.assert_allclose(
+        clip_to_window(t, "lung").numpy(),
+        unwindow(apply_window(t, "lung"), "lung").numpy(),
+        atol=1e-3,
+    )
 
 
 def test_model_to_window_equals_composition():

@@ -119,6 +119,16 @@ def apply_window(hu: ArrayT, window: str | Window | tuple[float, float]) -> Arra
     return _clip((hu - w.lo_hu) / w.width_hu, 0.0, 1.0)
 
 
+def clip_to_window(hu: ArrayT, window: str | Window | tuple[float, float]) -> ArrayT:
+    """HU clipped to a window's bounds, still in HU.
+
+    The same values as ``unwindow(apply_window(hu, w), w)`` without the affine round trip (so no
+    rounding); metric profiles that compare in clipped HU use it.
+    """
+    w = get_window(window)
+    return _clip(hu, w.lo_hu, w.hi_hu)
+
+
 def unwindow(x: ArrayT, window: str | Window | tuple[float, float]) -> ArrayT:
     """[0, 1] -> HU through a window; exact inverse of :func:`apply_window` inside the window."""
     w = get_window(window)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import torch
 
-from pipeline.data.intensity import Window, apply_window, get_window
+from pipeline.data.intensity import Window, apply_window, clip_to_window, get_window
 from pipeline.errors import ConfigError
 from pipeline.evaluate import metrics as M
 
@@ -162,9 +162,8 @@ def compute_profile(
     x, y = pred_hu, target_hu
     dr = p.data_range if p.data_range is not None else 1.0  # unused by rmse/mae
     if p.window is not None and p.value_space == "clipped_hu":
-        # HU clipped to the window bounds: same values as unwindow(apply_window(hu)), one pass
-        x = pred_hu.clamp(p.window.lo_hu, p.window.hi_hu)
-        y = target_hu.clamp(p.window.lo_hu, p.window.hi_hu)
+        x = clip_to_window(pred_hu, p.window)
+        y = clip_to_window(target_hu, p.window)
     elif p.window is not None:
         x = apply_window(pred_hu, p.window)
         y = apply_window(target_hu, p.window)
