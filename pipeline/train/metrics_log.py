@@ -11,11 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from pipeline.utils.files import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -33,13 +36,18 @@ class MetricsLog:
             self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
-        """Drop records with ``step`` greater than ``step`` (used when resuming)."""
+        """Drop records with ``step`` greater than ``step`` (used when resuming).
+
+        Records that cannot be parsed (the line being appended when the run was killed) are
+        dropped too, with a warning, so a resume after a kill does not fail on a torn line.
+        """
         if self.jsonl.exists():
+            lines = [x for x in self.jsonl.read_text(encoding="utf-8").splitlines() if x.strip()]
+            steps = [_jsonl_step(line) for line in lines]
             keep = [
-                line
-                for line in self.jsonl.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step
+                line for line, s in zip(lines, steps, strict=True) if s is not None and s <= step
             ]
+            _warn_unreadable(self.jsonl, steps.count(None))
             atomic_write_text(self.jsonl, "".join(f"{line}\n" for line in keep))
         if self.csv.exists():
             with open(self.csv, newline="", encoding="utf-8") as fh:
@@ -47,7 +55,13 @@ class MetricsLog:
             if rows:
                 header, body = rows[0], rows[1:]
                 si = header.index("step") if "step" in header else None
-                kept = [r for r in body if si is None or int(float(r[si])) <= step]
+                steps = [None if si is None else _csv_step(r, si) for r in body]
+                kept = [
+                    r
+                    for r, s in zip(body, steps, strict=True)
+                    if si is None or (s is not None and s <= step)
+                ]
+                _warn_unreadable(self.csv, 0 if si is None else steps.count(None))
                 buf = io.StringIO()
                 csv.writer(buf, lineterminator="\n").writerows([header, *kept])
                 atomic_write_text(self.csv, buf.getvalue())
@@ -94,6 +108,27 @@ class MetricsLog:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def _jsonl_step(line: str) -> int | None:
+    """The ``step`` of one JSON-lines record (0 if absent); None if the line is not a record."""
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, TypeError, AttributeError):  # torn JSON, non-record, non-numeric step
+        return None
+
+
+def _csv_step(row: list[str], index: int) -> int | None:
+    """The step of one CSV row; None for a torn or malformed row."""
+    try:
+        return int(float(row[index]))
+    except (IndexError, ValueError):
+        return None
+
+
+def _warn_unreadable(path: Path, n: int) -> None:
+    if n:
+        log.warning("%s: dropped %d unreadable record(s) (torn by an interrupted run?)", path, n)
 
 
 def _clean(v: Any) -> Any:
