@@ -18,6 +18,7 @@ The model is the bundled demo model when it exists, else a freshly built default
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import statistics
@@ -150,14 +151,18 @@ def throughput(tmp: Path, ckpt: Path, z: int, rounds: int = 1) -> dict[str, list
     out = tmp / "tp_out"
     argv = ["-q", "denoise", str(study.parent), "--out", str(out), "--model", str(ckpt)]
 
-    def e2e() -> None:
+    stages: dict[str, dict[str, str]] = {}
+
+    def e2e(mode: str = "stream") -> None:
         shutil.rmtree(out, ignore_errors=True)  # a fresh output folder (no resume)
         if main(argv) != 0:
             raise SystemExit("ldct denoise failed")
+        with open(out / "manifest.csv", newline="") as f:
+            stages[mode] = next(csv.DictReader(f))
 
     def whole() -> None:
         with whole_series_writes():
-            e2e()
+            e2e("whole")
 
     e2e()  # warm-up run (imports, probes)
     runs: dict[str, Callable[[], object]] = {
@@ -179,6 +184,8 @@ def throughput(tmp: Path, ckpt: Path, z: int, rounds: int = 1) -> dict[str, list
             f"({rates['whole'][-1] / m:.2f}x) slices/s",
             flush=True,
         )
+    for mode, row in stages.items():  # the series' own stage times (last run of each mode)
+        print(f"{mode}: read {row['read_s']} s, infer {row['infer_s']} s, write {row['write_s']} s")
     return rates
 
 
