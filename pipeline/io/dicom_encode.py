@@ -1,0 +1,202 @@
+"""Shared pieces of the DICOM writers: UIDs, HU -> stored values, file meta, geometry tags.
+
+Used by :mod:`pipeline.io.write` (derived series) and :mod:`pipeline.io.write_new` (synthetic
+originals); import the public names from :mod:`pipeline.io.write`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+)
+
+from pipeline import __version__
+from pipeline.errors import DicomError, GeometryError
+from pipeline.utils.files import atomic_path
+
+#: tags that describe the *stored pixels* of the source and become wrong after rewriting them
+_STALE_PIXEL_TAGS = (
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "SmallestPixelValueInSeries",
+    "LargestPixelValueInSeries",
+    "PixelDataProviderURL",
+    "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
+    "FloatPixelData",
+    "DoubleFloatPixelData",
+    "IconImageSequence",
+)
+#: top-level tags copied from an Enhanced (multi-frame) source when building classic slices
+_PATIENT_STUDY_TAGS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyDescription",
+    "FrameOfReferenceUID",
+    "PositionReferenceIndicator",
+    "Manufacturer",
+    "InstitutionName",
+    "BodyPartExamined",
+    "KVP",
+)
+
+
+@dataclass(frozen=True)
+class WrittenSeries:
+    """What a writer produced: where, which UIDs, and how many voxels had to be clipped."""
+
+    out_dir: Path
+    paths: list[Path]
+    series_instance_uid: str
+    sop_instance_uids: list[str]
+    series_number: int
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    #: voxels whose HU fell outside the storable range and were clipped
+    n_clipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def derive_uid(*parts: str) -> str:
+    """A deterministic ``2.25.<int>`` UID from the given strings (same parts -> same UID).
+
+    pydicom's ``generate_uid(prefix=None)`` ignores ``entropy_srcs`` (it returns a random UUID
+    UID), so the hash is taken here: the first 120 bits of SHA-256 as a decimal integer, as in
+    DICOM PS3.5 B.2 (UUID-derived ``2.25`` root; at most 41 characters, well within 64).
+    """
+    digest = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).digest()
+    return "2.25." + str(int.from_bytes(digest[:15], "big"))
+
+
+def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]:
+    """Inclusive stored-value range (PixelRepresentation 0 unsigned, 1 signed)."""
+    if not 1 <= bits_stored <= 16:
+        raise DicomError(f"BitsStored must be 1..16 for a 16-bit CT writer, found {bits_stored}")
+    if pixel_representation == 1:
+        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
+    return 0, (1 << bits_stored) - 1
+
+
+def hu_to_stored(
+    hu: np.ndarray,
+    slope: float,
+    intercept: float,
+    bits_stored: int,
+    pixel_representation: int,
+    ignore: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """HU -> rounded stored integers clipped to the storable range, and the clip count.
+
+    Voxels where ``ignore`` is True (padding, overwritten afterwards) are not counted.
+    """
+    if slope == 0 or not np.isfinite(slope) or not np.isfinite(intercept):
+        raise DicomError(f"unusable rescale slope/intercept {slope}/{intercept}")
+    raw = np.rint((np.asarray(hu, dtype=np.float64) - intercept) / slope)
+    lo, hi = stored_range(bits_stored, pixel_representation)
+    out_of_range = (raw < lo) | (raw > hi) | ~np.isfinite(raw)
+    if ignore is not None:
+        out_of_range &= ~np.asarray(ignore, dtype=bool)
+    n_clipped = int(np.count_nonzero(out_of_range))
+    raw = np.clip(np.nan_to_num(raw, nan=(0 - intercept) / slope), lo, hi)
+    dtype = np.int16 if pixel_representation == 1 else np.uint16
+    return raw.astype(dtype), n_clipped
+
+
+def _file_meta(sop_uid: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"LDCT_{__version__}"[:16]
+    return meta
+
+
+def _fmt_ds(values: Sequence[float]) -> list[str]:
+    """Decimal strings of at most 16 characters (DS VR limit)."""
+    out = []
+    for v in values:
+        s = f"{float(v):.10g}"
+        if len(s) > 16:
+            s = f"{float(v):.8g}"
+        out.append(s)
+    return out
+
+
+def _set_geometry(ds: Dataset, volume_geom: _Geometry, k: int) -> None:
+    ds.ImagePositionPatient = _fmt_ds(volume_geom.position(k))
+    ds.ImageOrientationPatient = _fmt_ds(volume_geom.orientation())
+    ds.PixelSpacing = _fmt_ds([volume_geom.spacing_mm[1], volume_geom.spacing_mm[2]])
+    ds.SliceLocation = _fmt_ds([float(np.dot(volume_geom.position(k), volume_geom.normal))])[0]
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    spacing_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+    direction: np.ndarray
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.asarray(self.direction[:, 2], dtype=np.float64)
+
+    def position(self, k: int) -> list[float]:
+        return list(np.asarray(self.origin_mm) + self.normal * self.spacing_mm[0] * k)
+
+    def orientation(self) -> list[float]:
+        return [*self.direction[:, 0].tolist(), *self.direction[:, 1].tolist()]
+
+
+def _check_geometry(geom: _Geometry) -> None:
+    d = geom.direction
+    if d.shape != (3, 3) or not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
+        raise GeometryError(f"direction must be an orthonormal 3x3 matrix, found {d.tolist()}")
+    if min(geom.spacing_mm) <= 0:
+        raise GeometryError(f"spacing_mm must be positive, found {geom.spacing_mm}")
+
+
+def _write_file(ds: Dataset, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+
+
+def _apply_extra(ds: Dataset, extra_tags: dict[str, Any] | None) -> None:
+    for keyword, value in (extra_tags or {}).items():
+        setattr(ds, keyword, value)
+
+
+def _pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, pixel_representation: int) -> None:
+    rows, cols = stored.shape
+    ds.Rows, ds.Columns = int(rows), int(cols)
+    ds.SamplesPerPixel = 1
+    if ds.get("PhotometricInterpretation") not in ("MONOCHROME1", "MONOCHROME2"):
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = int(bits_stored)
+    ds.HighBit = int(bits_stored) - 1
+    ds.PixelRepresentation = int(pixel_representation)
+    for kw in _STALE_PIXEL_TAGS:
+        if kw in ds:
+            delattr(ds, kw)
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    ds["PixelData"].VR = "OW"
