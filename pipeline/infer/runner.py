@@ -111,6 +111,13 @@ class SeriesRunner:
             )
         return _Timed(vol, time.perf_counter() - t0)
 
+    def _output_kw(self, item: PlanItem) -> dict[str, str]:
+        """Manifest paths of a completed series (empty for a format that was not written)."""
+        return {
+            "output_path": str(item.out_dir) if self.cfg.format.dicom else "",
+            "nifti_path": str(item.out_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
+        }
+
     def _model_kw(self) -> dict[str, object]:
         d = self.denoiser
         return {"model_name": d.name, "model_sha256": d.sha256, "precision": d.precision}
@@ -149,10 +156,9 @@ class SeriesRunner:
             Status.OK,
             "",
             self.shard,
-            output_path=str(item.out_dir) if self.cfg.format.dicom else "",
-            nifti_path=str(item.out_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
             derived_series_uid=comp.derived_series_uid,
             n_clipped=comp.n_clipped,
+            **self._output_kw(item),
             write_s=round(sink.write_s, 3),
             tiling=plan_desc,
             **self._model_kw(),
@@ -169,10 +175,9 @@ class SeriesRunner:
             Status.SKIPPED,
             "already completed and verified (resume)",
             self.shard,
-            output_path=str(item.out_dir) if self.cfg.format.dicom else "",
-            nifti_path=str(item.out_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
             derived_series_uid=comp.derived_series_uid,
             n_clipped=comp.n_clipped,
+            **self._output_kw(item),
             **self._model_kw(),
         )
 
