@@ -174,17 +174,29 @@ class Denoiser:
             tiling=self.tiling,
         )
 
+    def tile_geometry(self, plan: BatchPlan) -> tuple[int, int] | None:
+        """``(tile, margin)`` in pixels actually used for ``plan``, or None for whole slices."""
+        if plan.tile is None:
+            return None
+        tile = max(plan.tile, 4 * (self.radius + 1))
+        return tile, self.margin_for(tile)
+
+    def describe_plan(self, plan: BatchPlan) -> str:
+        """Manifest text: ``whole slices`` or ``TxT tiles stride=S`` (the evaluator reads S)."""
+        geometry = self.tile_geometry(plan)
+        if geometry is None:
+            return plan.describe()
+        tile, margin = geometry
+        return f"{tile}x{tile} tiles stride={tile - 2 * margin}"
+
     def _forward(self, x: torch.Tensor, plan: BatchPlan) -> torch.Tensor:
         """(B, 1, H, W) model range -> same, whole or tiled, float32."""
-        if plan.tile is None:
+        geometry = self.tile_geometry(plan)
+        if geometry is None:
             return self.predict(x)
-        tile = max(plan.tile, 4 * (self.radius + 1))
+        tile, margin = geometry
         return tiled_apply(
-            x,
-            self.predict,
-            tile=tile,
-            margin=self.margin_for(tile),
-            batch_size=max(1, plan.batch_size),
+            x, self.predict, tile=tile, margin=margin, batch_size=max(1, plan.batch_size)
         )
 
     def denoise_slices(

@@ -283,7 +283,9 @@ class _Pipeline:
                     writer.submit(sink.write, start, stop)  # runs while the next batch infers
 
                 try:
-                    plan_desc = self.r.denoiser.plan(vol.shape[1], vol.shape[2]).describe()
+                    plan_desc = self.r.denoiser.describe_plan(
+                        self.r.denoiser.plan(vol.shape[1], vol.shape[2])
+                    )
                     self.r.denoiser.denoise_slices(vol.hu, out=vol.hu, on_batch=stream)
                 except Exception as exc:
                     writer.submit(sink.discard).result()  # after the batches already queued

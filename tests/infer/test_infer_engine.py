@@ -105,3 +105,19 @@ def test_naive_tiling_would_show_seams() -> None:
     assert (naive - whole).abs().max() > 1000 * (good - whole).abs().max()
     seam = seam_scan(model_to_hu(naive)[0, 0].numpy() - hu[0])
     assert seam.z > DEFAULT_THRESHOLDS.seam_z and seam.line in {"y=64", "x=64"}
+
+
+def test_plan_description_records_the_tile_stride_the_evaluator_reads() -> None:
+    from pipeline.evaluate.provenance import tile_stride_from
+
+    den = Denoiser(_random_drle(1), batch_size=2, tiling=TilingConfig(max_tile=80, overlap=0.25))
+    plan = den.plan(136, 120)
+    geometry = den.tile_geometry(plan)
+    assert geometry is not None
+    tile, margin = geometry
+    text = den.describe_plan(plan)
+    assert text.startswith(f"{tile}x{tile} tiles")
+    assert tile_stride_from(text) == tile - 2 * margin == tile_starts(136, tile, margin)[1]
+    whole = Denoiser(_random_drle(1), batch_size=2)
+    assert whole.describe_plan(whole.plan(136, 120)) == "whole slices"
+    assert tile_stride_from("whole slices") is None
