@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import ConfigError
+from pipeline.utils.files import read_text
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -61,14 +62,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors that name the file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file ({exc.strerror})", path=p) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"config file is not UTF-8 text ({exc.reason} at byte {exc.start})", path=p
-        ) from exc
+    text = read_text(p, "config file", ConfigError)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

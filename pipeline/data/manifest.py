@@ -15,6 +15,7 @@ import yaml
 
 from pipeline.data.pairs import PairSpec
 from pipeline.errors import DatasetError
+from pipeline.utils.files import read_text
 
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml", ".json")
 _REQUIRED = ("patient", "low", "full")
@@ -22,14 +23,7 @@ _OPTIONAL = ("dose", "tag")
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"cannot read manifest ({exc.strerror})", path=path) from exc
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"manifest is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path
-        ) from exc
+    text = read_text(path, "manifest", DatasetError)
     if path.suffix.lower() == ".csv":
         return [dict(r) for r in csv.DictReader(text.splitlines())]
     try:

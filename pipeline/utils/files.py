@@ -67,3 +67,17 @@ def is_within(child: str | Path, parent: str | Path) -> bool:
     """True if ``child`` is ``parent`` or lies below it (after resolving links)."""
     c, p = Path(child).resolve(), Path(parent).resolve()
     return c == p or p in c.parents
+
+
+def read_text(path: str | Path, what: str, error: type[LdctError] = LdctError) -> str:
+    """UTF-8 text of ``path``; unreadable or non-UTF-8 files raise ``error`` naming the file.
+
+    ``what`` names the file's role in the message ("config file", "manifest", ...).
+    """
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read {what} ({exc.strerror})", path=p) from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})", path=p) from exc
