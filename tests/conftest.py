@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 import torch
+from orthanc_server import OrthancServer, find_orthanc
 
 os.environ.setdefault("LDCT_NO_PROGRESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -33,3 +34,24 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, out, err)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def orthanc_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    """One Orthanc per test session (it takes ~3 s to stop); stopped by its PID at the end."""
+    if find_orthanc() is None:
+        pytest.skip("Orthanc is not installed (Debian package `orthanc`; .ci/run installs it)")
+    server = OrthancServer(root=tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def orthanc(orthanc_session: OrthancServer) -> OrthancServer:
+    """A running Orthanc on free 127.0.0.1 ports with a temp config and storage (see
+    tests/orthanc_server.py), empty at the start of each test. Skipped when Orthanc is absent."""
+    orthanc_session.reset()
+    return orthanc_session
