@@ -31,6 +31,10 @@ class Roi:
         return img[..., self.y0 : self.y0 + self.size, self.x0 : self.x0 + self.size]
 
 
+#: Below this SD (HU) a window holds no measurable noise (integer HU quantisation alone is 0.29).
+MIN_NOISE_SD_HU = 0.5
+
+
 def default_roi_size(shape: tuple[int, int]) -> int:
     """ROI side for an image: 1/16 of the smaller side, at least 16 px (32 px for 512x512)."""
     return max(16, min(shape) // 16)
@@ -63,7 +67,7 @@ def find_uniform_rois(
         return []
     mean, sd = local_mean_sd(hu, size)
     inside = local_mean_sd(body.astype(np.float64), size)[0] > 1 - 1e-9
-    ok = inside & (mean >= hu_band[0]) & (mean <= hu_band[1])
+    ok = inside & (mean >= hu_band[0]) & (mean <= hu_band[1]) & (sd >= MIN_NOISE_SD_HU)
     score = np.where(ok, sd, np.inf)
     rois: list[Roi] = []
     for _ in range(n_rois):

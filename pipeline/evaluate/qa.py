@@ -31,6 +31,13 @@ from pipeline.evaluate.sharpness import edge_spread
 INNER_MARGIN_PX = 8
 
 
+def ratio(num: float, den: float) -> float:
+    """``num / den``, NaN when either is not finite or ``den`` is 0 (nothing to compare with)."""
+    if not (np.isfinite(num) and np.isfinite(den)) or den == 0:
+        return float("nan")
+    return float(num / den)
+
+
 def inner_mask(body: np.ndarray, margin_px: int = INNER_MARGIN_PX) -> np.ndarray:
     """Body mask eroded by ``margin_px`` in-plane (slice by slice for a volume)."""
     st = np.zeros((1, 3, 3), bool) if body.ndim == 3 else np.zeros((3, 3), bool)
@@ -107,8 +114,8 @@ def noise_and_edges(
         same = role_means[role].size == role_means["low"].size > 0
         diff = role_means[role] - role_means["low"] if same else np.array([np.nan])
         row["hu_bias_vs_low_hu"] = float(np.mean(diff))
-        row["sd_ratio_vs_low"] = role_sd[role] / role_sd["low"]
-        row["nps_mean_freq_ratio_vs_low"] = role_nps[role] / role_nps["low"]
+        row["sd_ratio_vs_low"] = ratio(role_sd[role], role_sd["low"])
+        row["nps_mean_freq_ratio_vs_low"] = ratio(role_nps[role], role_nps["low"])
     return roi_rows, nps_rows, qa_rows
 
 

@@ -54,6 +54,8 @@ META_TAGS = (
     "SliceThickness",
     "KVP",
     "ConvolutionKernel",
+    "CTDIvol",
+    "LossyImageCompression",
 )
 
 

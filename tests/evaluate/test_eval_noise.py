@@ -73,3 +73,52 @@ def test_uniform_rois_are_in_flat_region_and_sd_is_measured() -> None:
         occ[r.y0 : r.y0 + 24, r.x0 : r.x0 + 24] += 1
     assert occ.max() == 1
     assert Roi(0, 0, 4).take(np.ones((2, 8, 8))).shape == (2, 4, 4)
+
+
+def test_constant_regions_are_not_chosen_as_uniform_rois() -> None:
+    """A flat (SD 0) patch, e.g. lossy-flattened brain, is degenerate: never the 'most uniform'."""
+    rng = np.random.default_rng(5)
+    hu = 40.0 + 10.0 * rng.standard_normal((128, 128))
+    hu[20:80, 20:80] = 32.0  # constant region inside the body
+    body = np.ones_like(hu, dtype=bool)
+    rois = find_uniform_rois(hu, body, size=16)
+    assert rois
+    for r in rois:  # no ROI lies inside the flat patch
+        assert not (r.y0 >= 20 and r.y0 + 16 <= 80 and r.x0 >= 20 and r.x0 + 16 <= 80)
+        assert r.take(hu).std() > 0.5
+    assert find_uniform_rois(np.full((64, 64), 32.0), np.ones((64, 64), bool), size=16) == []
+
+
+def test_noise_and_edges_on_noise_free_slice_gives_nan_ratios_not_an_error() -> None:
+    """pydicom's 693_J2KI.dcm made qa divide by a zero ROI SD; degenerate input -> NaN, no ROI."""
+    from pipeline.evaluate.qa import noise_and_edges, ratio
+
+    yy, xx = np.mgrid[0:128, 0:128]
+    body = (yy - 64) ** 2 + (xx - 64) ** 2 < 55**2
+    hu = np.where(body, 32.0, -1000.0)
+    _, _, rows = noise_and_edges("p", {"low": hu[None], "denoised": hu[None]}, body[None], SP)
+    den = next(r for r in rows if r["role"] == "denoised")
+    assert den["n_rois"] == 0
+    assert np.isnan(den["sd_ratio_vs_low"]) and np.isnan(den["nps_mean_freq_ratio_vs_low"])
+    assert ratio(1.0, 0.0) != ratio(1.0, 0.0)  # NaN
+    assert ratio(3.0, 2.0) == 1.5
+
+
+def test_evaluate_lossy_j2k_head_slice_from_pydicom(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The real file of the bug report: evaluate runs and writes finite-or-NaN ratios."""
+    import shutil
+
+    import pytest
+
+    pydicom_data = pytest.importorskip("pydicom.data")
+    src = pydicom_data.get_testdata_file("693_J2KI.dcm", download=False)
+    if src is None:
+        pytest.skip("pydicom test file 693_J2KI.dcm not shipped")
+    series = tmp_path / "in"
+    series.mkdir()
+    shutil.copy(src, series / "693_J2KI.dcm")
+    from pipeline.evaluate.runner import evaluate
+
+    res = evaluate(series, tmp_path / "out")
+    qa = res.tables["qa"]
+    assert (qa["roi_sd_hu"].dropna() > 0.5).all()
