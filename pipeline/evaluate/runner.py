@@ -234,7 +234,7 @@ def _build_tables(rows: dict[str, list[Any]]) -> dict[str, pd.DataFrame]:
         "per_slice": per_slice,
         "per_patient": per_patient,
         "cohort": stats.cohort(per_patient),
-        "tests": stats.wilcoxon_tests(per_slice, per_patient),
+        "tests": stats.paired_tests(per_slice, per_patient),
         "roi": pd.DataFrame(rows["roi"]),
         "qa": pd.DataFrame(rows["qa"]),
         "nps": pd.DataFrame(rows["nps"]),

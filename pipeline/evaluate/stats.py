@@ -1,10 +1,24 @@
-"""Aggregation of tidy per-slice metrics: per patient, per cohort, paired Wilcoxon tests.
+"""Aggregation of tidy per-slice metrics: per patient, per cohort, and honest paired tests.
 
-Per patient: mean / sample SD over slices and a Student-t 95 % interval of the mean. Cohort:
-mean of patient means (each patient weighs the same), SD between patients, t interval over
-patients. Non-finite values (PSNR of identical slices = +inf) are left out of means and
-counted. Tests: scipy's two-sided Wilcoxon signed-rank test of denoised vs low-dose, paired by
-slice within a patient and by patient over the cohort. Column names: docs/evaluation.md.
+Slices of one patient are not independent samples (neighbouring slices share anatomy and, in
+a denoiser's output, the same errors), so no test or interval here treats them as such:
+
+* **Per patient**: mean / SD over slices, and a 95 % interval of the mean from a circular
+  moving-block bootstrap over slices (Kunsch 1989; Politis & Romano 1992): blocks of ``L``
+  consecutive slices are resampled, so the correlation within a block is kept. ``L`` follows
+  the AR(1) rule ``L = ceil((2 rho / (1 - rho^2))^(2/3) (3 n / 2)^(1/3))`` from the lag-1
+  autocorrelation ``rho`` of the slice values (at least 1, at most ``n``; Hall, Horowitz & Jing
+  1995), so uncorrelated slices give ``L = 1`` (the ordinary bootstrap).
+* **Per patient test** (denoised vs low, paired by slice): the same block bootstrap of the
+  mean paired difference; ``improved`` when its 95 % interval excludes 0 in the better
+  direction; ``p_value`` is the bootstrap p (twice the smaller tail fraction beyond 0).
+* **Cohort** (n = patients): mean of patient means (each patient weighs the same), SD between
+  patients, Student-t interval over patients; test: scipy's exact two-sided Wilcoxon
+  signed-rank test over the patient means (its smallest possible p with n patients is
+  ``2 / 2^n``, so 3 patients can never reach p < 0.05 - an honest answer).
+
+Non-finite values (PSNR of identical slices = +inf) are left out of means and counted.
+Column names: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -16,13 +30,79 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+#: Bootstrap resamples and the fixed seed (results are reproducible run to run).
+N_BOOT = 2000
+BOOT_SEED = 0
+#: Below this many finite slices no interval is given.
+MIN_SLICES_CI = 4
+PATIENT_METHOD = "circular moving-block bootstrap over slices"
+COHORT_METHOD = "exact Wilcoxon signed-rank over patient means; t interval over patients"
+
 #: Which direction is better for each metric.
 BETTER: dict[str, str] = {"psnr": "higher", "ssim": "higher", "rmse_hu": "lower", "mae_hu": "lower"}
 KEYS = ["profile", "metric", "unit"]
 
 
+def lag1_autocorr(values: np.ndarray) -> float:
+    """Lag-1 autocorrelation of a slice-ordered series (0 for fewer than 3 values)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 3 or np.var(v) == 0:
+        return 0.0
+    d = v - v.mean()
+    return float(np.sum(d[1:] * d[:-1]) / np.sum(d * d))
+
+
+def block_length(values: np.ndarray) -> int:
+    """Block length for the moving-block bootstrap of the mean (AR(1) rule, 1..n)."""
+    n = int(np.asarray(values).size)
+    if n < 2:
+        return 1
+    rho = min(max(lag1_autocorr(values), 0.0), 0.95)
+    if rho == 0.0:
+        return 1
+    b = (2 * rho / (1 - rho * rho)) ** (2 / 3) * (1.5 * n) ** (1 / 3)
+    return int(min(n, max(1, math.ceil(b))))
+
+
+def block_bootstrap_means(
+    values: np.ndarray, block_len: int, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
+) -> np.ndarray:
+    """``n_boot`` means of circular moving-block resamples of a slice-ordered series."""
+    v = np.asarray(values, dtype=np.float64)
+    n = v.size
+    rng = np.random.default_rng(seed)
+    n_blocks = math.ceil(n / block_len)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))
+    idx = (starts[:, :, None] + np.arange(block_len)[None, None, :]) % n
+    return v[idx.reshape(n_boot, -1)[:, :n]].mean(axis=1)
+
+
 def describe(values: np.ndarray) -> dict[str, float]:
-    """n, n_finite, mean, sd, 95 % t interval of the mean of the finite values."""
+    """n, n_finite, mean, sd and a 95 % block-bootstrap interval of the mean (slice order)."""
+    v = np.asarray(values, dtype=np.float64)
+    f = v[np.isfinite(v)]
+    n = len(f)
+    mean = float(f.mean()) if n else float("nan")
+    sd = float(f.std(ddof=1)) if n > 1 else float("nan")
+    lo = hi = float("nan")
+    b = block_length(f) if n else 1
+    if n >= MIN_SLICES_CI:
+        boots = block_bootstrap_means(f, b)
+        lo, hi = (float(q) for q in np.quantile(boots, [0.025, 0.975]))
+    return {
+        "n": len(v),
+        "n_finite": n,
+        "mean": mean,
+        "sd": sd,
+        "ci95_lo": lo,
+        "ci95_hi": hi,
+        "block_len": b,
+        "lag1_autocorr": lag1_autocorr(f),
+    }
+
+
+def t_interval(values: np.ndarray) -> dict[str, float]:
+    """n, mean, sd and the Student-t 95 % interval of independent values (patients)."""
     v = np.asarray(values, dtype=np.float64)
     f = v[np.isfinite(v)]
     n = len(f)
@@ -37,9 +117,10 @@ def describe(values: np.ndarray) -> dict[str, float]:
 
 
 def per_patient(per_slice: pd.DataFrame) -> pd.DataFrame:
-    """Per-patient summary rows of the per-slice table."""
+    """Per-patient summary rows of the per-slice table (slices in z order for the bootstrap)."""
     rows = []
-    for (patient, comparison, profile, metric, unit), g in per_slice.groupby(
+    ordered = per_slice.sort_values(["patient", "comparison", *KEYS, "slice_index"])
+    for (patient, comparison, profile, metric, unit), g in ordered.groupby(
         ["patient", "comparison", *KEYS], sort=True
     ):
         d = describe(g["value"].to_numpy())
@@ -53,6 +134,8 @@ def per_patient(per_slice: pd.DataFrame) -> pd.DataFrame:
                 "n_slices": d["n"],
                 "n_finite": d["n_finite"],
                 **{k: d[k] for k in ("mean", "sd", "ci95_lo", "ci95_hi")},
+                "ci_method": f"{PATIENT_METHOD} (L={d['block_len']}, B={N_BOOT})",
+                "lag1_autocorr": d["lag1_autocorr"],
             }
         )
     return pd.DataFrame(rows, columns=PATIENT_COLUMNS)
@@ -64,7 +147,7 @@ def cohort(per_patient_df: pd.DataFrame) -> pd.DataFrame:
     for (comparison, profile, metric, unit), g in per_patient_df.groupby(
         ["comparison", *KEYS], sort=True
     ):
-        d = describe(g["mean"].to_numpy())
+        d = t_interval(g["mean"].to_numpy())
         rows.append(
             {
                 "comparison": comparison,
@@ -73,54 +156,101 @@ def cohort(per_patient_df: pd.DataFrame) -> pd.DataFrame:
                 "unit": unit,
                 "n_patients": d["n_finite"],
                 **{k: d[k] for k in ("mean", "sd", "ci95_lo", "ci95_hi")},
+                "ci_method": "t interval over patient means",
             }
         )
     return pd.DataFrame(rows, columns=COHORT_COLUMNS)
 
 
-def _wilcoxon(den: np.ndarray, low: np.ndarray) -> tuple[int, float, float, float]:
+def _wilcoxon(d: np.ndarray) -> tuple[float, float]:
+    if len(d) < 2 or np.all(d == 0):
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on ties / small n (exact -> normal)
+        res = stats.wilcoxon(d, alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+def _direction(metric: str, lo: float, hi: float) -> tuple[str, bool]:
+    better = BETTER.get(metric, "higher")
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return better, False
+    return better, bool(lo > 0 if better == "higher" else hi < 0)
+
+
+def _patient_test(patient: str, key: tuple, den: np.ndarray, low: np.ndarray) -> dict:
+    """Block bootstrap over slices of the mean paired difference denoised - low."""
+    profile, metric, unit = key
     ok = np.isfinite(den) & np.isfinite(low)
     d = den[ok] - low[ok]
     n = int(ok.sum())
-    med = float(np.median(d)) if n else float("nan")
-    if n < 2 or np.all(d == 0):
-        return n, med, float("nan"), float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on ties / small n (exact -> normal)
-        res = stats.wilcoxon(den[ok], low[ok], alternative="two-sided")
-    return n, med, float(res.statistic), float(res.pvalue)
-
-
-def _test_row(level: str, patient: str, key: tuple, den: np.ndarray, low: np.ndarray) -> dict:
-    profile, metric, unit = key
-    n, med, stat, p = _wilcoxon(den, low)
-    better = BETTER.get(metric, "higher")
-    direction = med > 0 if better == "higher" else med < 0
+    lo = hi = p = float("nan")
+    b = block_length(d) if n else 1
+    if n >= MIN_SLICES_CI and not np.all(d == d[0]):
+        boots = block_bootstrap_means(d, b)
+        lo, hi = (float(q) for q in np.quantile(boots, [0.025, 0.975]))
+        tail = min(float(np.mean(boots <= 0)), float(np.mean(boots >= 0)))
+        p = float(min(1.0, max(2 * tail, 1.0 / N_BOOT)))
+    better, improved = _direction(metric, lo, hi)
     return {
-        "level": level,
+        "level": "patient",
         "patient": patient,
         "profile": profile,
         "metric": metric,
         "unit": unit,
         "n": n,
-        "median_diff": med,
+        "n_unit": "slices",
+        "mean_diff": float(d.mean()) if n else float("nan"),
+        "median_diff": float(np.median(d)) if n else float("nan"),
+        "ci95_lo": lo,
+        "ci95_hi": hi,
+        "statistic": float("nan"),
+        "p_value": p,
+        "method": f"{PATIENT_METHOD} of the mean paired difference (L={b}, B={N_BOOT})",
+        "better": better,
+        "improved": improved,
+    }
+
+
+def _cohort_test(key: tuple, den: np.ndarray, low: np.ndarray) -> dict:
+    """Wilcoxon signed-rank over patient means (n = patients) and a t interval of the mean."""
+    profile, metric, unit = key
+    ok = np.isfinite(den) & np.isfinite(low)
+    d = den[ok] - low[ok]
+    stat, p = _wilcoxon(d)
+    ti = t_interval(d)
+    better = BETTER.get(metric, "higher")
+    direction = ti["mean"] > 0 if better == "higher" else ti["mean"] < 0
+    return {
+        "level": "cohort",
+        "patient": "*",
+        "profile": profile,
+        "metric": metric,
+        "unit": unit,
+        "n": int(ok.sum()),
+        "n_unit": "patients",
+        "mean_diff": ti["mean"],
+        "median_diff": float(np.median(d)) if len(d) else float("nan"),
+        "ci95_lo": ti["ci95_lo"],
+        "ci95_hi": ti["ci95_hi"],
         "statistic": stat,
         "p_value": p,
+        "method": COHORT_METHOD,
         "better": better,
         "improved": bool(direction and np.isfinite(p) and p < 0.05),
     }
 
 
-def wilcoxon_tests(per_slice: pd.DataFrame, per_patient_df: pd.DataFrame) -> pd.DataFrame:
-    """Paired tests denoised_vs_full vs low_vs_full, per patient (slices) and cohort (patients)."""
+def paired_tests(per_slice: pd.DataFrame, per_patient_df: pd.DataFrame) -> pd.DataFrame:
+    """denoised_vs_full vs low_vs_full: per patient (block bootstrap), cohort (patients)."""
     rows = []
     idx = ["patient", "slice_index", *KEYS]
     wide = per_slice.pivot_table(index=idx, columns="comparison", values="value", aggfunc="first")
     if {"denoised_vs_full", "low_vs_full"} <= set(wide.columns):
-        for (patient, *key), g in wide.reset_index().groupby(["patient", *KEYS], sort=True):
+        wide = wide.reset_index().sort_values(idx)
+        for (patient, *key), g in wide.groupby(["patient", *KEYS], sort=True):
             rows.append(
-                _test_row(
-                    "patient",
+                _patient_test(
                     patient,
                     tuple(key),
                     g["denoised_vs_full"].to_numpy(float),
@@ -134,9 +264,7 @@ def wilcoxon_tests(per_slice: pd.DataFrame, per_patient_df: pd.DataFrame) -> pd.
         for key, g in pw.reset_index().groupby(KEYS, sort=True):
             if len(g) >= 2:
                 rows.append(
-                    _test_row(
-                        "cohort",
-                        "*",
+                    _cohort_test(
                         tuple(key),
                         g["denoised_vs_full"].to_numpy(float),
                         g["low_vs_full"].to_numpy(float),
@@ -151,12 +279,13 @@ SLICE_COLUMNS = [
 ]  # fmt: skip
 PATIENT_COLUMNS = [
     "patient", "comparison", "profile", "metric", "unit",
-    "n_slices", "n_finite", "mean", "sd", "ci95_lo", "ci95_hi",
+    "n_slices", "n_finite", "mean", "sd", "ci95_lo", "ci95_hi", "ci_method", "lag1_autocorr",
 ]  # fmt: skip
 COHORT_COLUMNS = [
     "comparison", "profile", "metric", "unit", "n_patients", "mean", "sd", "ci95_lo", "ci95_hi",
+    "ci_method",
 ]  # fmt: skip
 TEST_COLUMNS = [
-    "level", "patient", "profile", "metric", "unit", "n", "median_diff",
-    "statistic", "p_value", "better", "improved",
+    "level", "patient", "profile", "metric", "unit", "n", "n_unit", "mean_diff", "median_diff",
+    "ci95_lo", "ci95_hi", "statistic", "p_value", "method", "better", "improved",
 ]  # fmt: skip

@@ -82,8 +82,10 @@ def metric_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
             ]
             if len(t):
                 tr = t.iloc[0]
-                test_text = f"median Δ {fmt(tr['median_diff'])}, p = {fmt(tr['p_value'])}, " + (
-                    "improved" if bool(tr["improved"]) else "not improved"
+                test_text = (
+                    f"mean Δ {fmt(tr['mean_diff'])} [{fmt(tr['ci95_lo'])}, {fmt(tr['ci95_hi'])}]"
+                    f" over {int(tr['n'])} {tr['n_unit']} ({tr['method']}), "
+                    + ("improved" if bool(tr["improved"]) else "not improved")
                 )
         low_mean = None if low is None else float(low["mean"])
         den_mean = None if den is None else float(den["mean"])
