@@ -27,6 +27,7 @@ from pipeline.infer.manifest import ManifestRow, Status
 from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem
 from pipeline.infer.publish import clean_stale_staging, verify_completed
 from pipeline.infer.stream import NIFTI_NAME, SeriesSink, SinkOptions
+from pipeline.io.derived_header import DerivedInfo, series_description
 from pipeline.io.volume import CTVolume
 from pipeline.utils.progress import progress_bar
 
@@ -122,11 +123,11 @@ class SeriesRunner:
         d = self.denoiser
         return {"model_name": d.name, "model_sha256": d.sha256, "precision": d.precision}
 
-    def description(self, source_desc: str) -> str:
-        """Derived SeriesDescription: source text + suffix + model name and short hash."""
+    def description(self, vol: CTVolume) -> str:
+        """Derived SeriesDescription: source text (or ``CT series <n>``) + suffix + model."""
         d = self.denoiser
         tag = f" [{self.cfg.description_suffix} {d.name} {d.sha256[:8]}]"
-        return (source_desc.strip()[: 64 - len(tag)] + tag).strip()[:64]
+        return series_description(vol.meta.get("SeriesDescription"), vol.meta, tag)
 
     def derivation(self) -> str:
         d = self.denoiser
@@ -142,9 +143,13 @@ class SeriesRunner:
         opts = SinkOptions(
             dicom=self.cfg.format.dicom,
             nifti=self.cfg.format.nifti,
-            series_description=self.description(str(vol.meta.get("SeriesDescription", ""))),
+            series_description=self.description(vol),
             derivation_description=self.derivation(),
             uid_key=f"{d.name}-{d.sha256}",
+            derived=DerivedInfo(
+                model_name="ldct denoise",
+                software_versions=(__version__, f"model {d.name} {d.sha256[:16]}"),
+            ),
         )
         return SeriesSink(vol, self.out_root, item.facts.key, opts)
 

@@ -22,6 +22,7 @@ import pydicom
 from pipeline.data.intensity import AIR_HU
 from pipeline.errors import DicomError
 from pipeline.infer.publish import Completion, discard, new_staging, publish
+from pipeline.io.derived_header import DerivedInfo
 from pipeline.io.volume import CTVolume
 from pipeline.io.write import DerivedSeriesWriter
 
@@ -39,6 +40,8 @@ class SinkOptions:
     series_description: str
     derivation_description: str
     uid_key: str
+    #: equipment/software/derivation codes stated in every derived instance
+    derived: DerivedInfo | None = None
 
 
 class SeriesSink:
@@ -64,6 +67,7 @@ class SeriesSink:
                     series_description=self.options.series_description,
                     derivation_description=self.options.derivation_description,
                     uid_key=self.options.uid_key,
+                    derived=self.options.derived,
                 )
         return self.staging
 

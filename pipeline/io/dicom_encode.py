@@ -7,6 +7,7 @@ originals); import the public names from :mod:`pipeline.io.write`.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,14 @@ def derive_uid(*parts: str) -> str:
     """
     digest = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).digest()
     return "2.25." + str(int.from_bytes(digest[:15], "big"))
+
+
+_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def is_valid_uid(uid: str) -> bool:
+    """True for a UID that conforms to PS3.5 9.1 (digit components, no leading zeros, <= 64)."""
+    return 0 < len(uid) <= 64 and bool(_UID_RE.match(uid))
 
 
 def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ from pydicom.uid import (
 )
 
 from pipeline.errors import DicomError, GeometryError
+from pipeline.io.derived_header import (
+    FRAMES_EXTRACTED,
+    DerivedInfo,
+    apply_derived_rules,
+    classic_from_frame,
+    creation_time,
+)
 from pipeline.io.dicom_encode import (
     _PATIENT_STUDY_TAGS,
     WrittenSeries,
@@ -42,6 +50,7 @@ from pipeline.io.dicom_encode import (
     _write_file,
     derive_uid,
     hu_to_stored,
+    is_valid_uid,
     stored_range,
 )
 from pipeline.io.volume import CTVolume
@@ -60,7 +69,12 @@ __all__ = [
 
 
 def _slice_header(source: CTVolume, k: int) -> tuple[Dataset, bool]:
-    """A classic-CT header to start slice ``k`` from; True if it was the source's own header."""
+    """A classic-CT header to start slice ``k`` from; True if it holds the source's geometry.
+
+    A classic source slice starts from a copy of its own header; a frame of an Enhanced CT file
+    from :func:`classic_from_frame` (its functional groups flattened); a slice without a header
+    from the volume's patient/study identifiers only.
+    """
     info = source.slices[k] if source.slices else None
     hdr = info.header if info is not None else None
     if hdr is not None and info is not None and info.frame is None:
@@ -68,6 +82,8 @@ def _slice_header(source: CTVolume, k: int) -> tuple[Dataset, bool]:
         if "PixelData" in ds:
             del ds.PixelData
         return ds, True
+    if hdr is not None and info is not None and info.frame is not None:
+        return classic_from_frame(hdr, info.frame), False
     ds = Dataset()
     top = hdr if hdr is not None else Dataset()
     for kw in _PATIENT_STUDY_TAGS:
@@ -112,6 +128,7 @@ class DerivedSeriesWriter:
         series_number: int | None = None,
         image_type: Sequence[str] = ("DERIVED", "SECONDARY", "AXIAL"),
         extra_tags: dict[str, Any] | None = None,
+        derived: DerivedInfo | None = None,
     ) -> None:
         if not source.slices:
             raise DicomError("source volume has no slice records; cannot derive a DICOM series")
@@ -136,6 +153,10 @@ class DerivedSeriesWriter:
         self.derivation_description = derivation_description[:1024]
         self.image_type = list(image_type)
         self.extra_tags = extra_tags
+        first = source.slices[0].header
+        info = derived or DerivedInfo(model_name="ldct-pipeline")
+        # one creation time for the whole series (every instance states the same)
+        self.derived = replace(info, created=info.created or creation_time(first))
         self._written: dict[int, tuple[Path, str]] = {}  # slice index -> (path, SOP UID)
         self.n_clipped = 0
 
@@ -164,7 +185,11 @@ class DerivedSeriesWriter:
             else:
                 fill = int(pad_value)
             stored[padding] = fill
-        sop_uid = derive_uid("sop", info.sop_instance_uid, self.series_uid)
+        if info.frame is None:
+            sop_uid = derive_uid("sop", info.sop_instance_uid, self.series_uid)
+        else:  # Enhanced CT: one SOP Instance UID per frame (all frames share the source's UID)
+            frame = f"frame {info.frame}"
+            sop_uid = derive_uid("sop", info.sop_instance_uid, frame, self.series_uid)
         src_class = str(
             (info.header.get("SOPClassUID") if info.header is not None else None) or CTImageStorage
         )
@@ -181,12 +206,15 @@ class DerivedSeriesWriter:
         ds.ImageType = list(self.image_type)
         ds.SeriesDescription = self.series_description
         ds.DerivationDescription = self.derivation_description
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = src_class
-        ref.ReferencedSOPInstanceUID = info.sop_instance_uid
-        if info.frame is not None:
-            ref.ReferencedFrameNumber = info.frame + 1
-        ds.SourceImageSequence = DicomSequence([ref])
+        if is_valid_uid(info.sop_instance_uid):  # an invalid source UID cannot be referenced
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = src_class
+            ref.ReferencedSOPInstanceUID = info.sop_instance_uid
+            if info.frame is not None:
+                ref.ReferencedFrameNumber = info.frame + 1
+            ds.SourceImageSequence = DicomSequence([ref])
+        elif "SourceImageSequence" in ds:
+            del ds.SourceImageSequence
         if not own:
             _set_geometry(ds, self.geom, k)
             ds.SliceThickness = _fmt_ds([source.spacing_mm[0]])[0]
@@ -197,6 +225,10 @@ class DerivedSeriesWriter:
             ds.PixelPaddingValue = int(pad_value)
             ds["PixelPaddingValue"].VR = "SS" if pixrep == 1 else "US"
         _pixels(ds, stored, bits, pixrep)
+        rules = self.derived
+        if info.frame is not None and FRAMES_EXTRACTED not in rules.derivation_codes:
+            rules = replace(rules, derivation_codes=(*rules.derivation_codes, FRAMES_EXTRACTED))
+        apply_derived_rules(ds, info.header, rules)
         _apply_extra(ds, self.extra_tags)
         path = ensure_inside(self.out, self.out / f"IM{k + 1:05d}.dcm")
         _write_file(ds, path)
@@ -234,6 +266,7 @@ def write_derived_series(
     series_number: int | None = None,
     image_type: Sequence[str] = ("DERIVED", "SECONDARY", "AXIAL"),
     extra_tags: dict[str, Any] | None = None,
+    derived: DerivedInfo | None = None,
 ) -> WrittenSeries:
     """Write ``hu`` (Z, Y, X) as a new derived series of ``source`` into ``out_dir``.
 
@@ -254,6 +287,7 @@ def write_derived_series(
         series_number=series_number,
         image_type=image_type,
         extra_tags=extra_tags,
+        derived=derived,
     )
     for k in range(len(source.slices)):
         writer.write_slice(k, hu[k])

@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.errors import SimulationError
+from pipeline.io.derived_header import DerivedInfo
 from pipeline.io.volume import CTVolume
 from pipeline.io.write import WrittenSeries, write_derived_series
 from pipeline.simulate.lowdose import SimulationSettings, insert_noise
@@ -141,6 +142,10 @@ def write_low_dose_series(
         derivation_description=derivation,
         uid_key=f"simulate {key}",
         extra_tags={"ImageComments": f"simulated low dose, dose fraction {result.dose:g}"},
+        # noise insertion has no CID 7203 code: DerivationDescription says what was done
+        derived=DerivedInfo(
+            model_name="ldct simulate", derivation_codes=(), dose_factor=result.dose
+        ),
     )
     sidecar = {
         **result.info,

@@ -3,6 +3,7 @@ model still runs, and a failure mid-series (model or writer) leaves nothing visi
 
 from __future__ import annotations
 
+import datetime
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pipeline.infer.engine import Denoiser
 from pipeline.infer.plan import build_plan
 from pipeline.infer.publish import STAGING_DIR
 from pipeline.infer.runner import SeriesRunner
+from pipeline.io.derived_header import DerivedInfo
 from pipeline.io.discover import scan
 from pipeline.io.read import read_series, read_volume
 from pipeline.io.write import DerivedSeriesWriter, write_derived_series
@@ -31,7 +33,13 @@ def test_slice_writer_matches_whole_series_writer_in_any_order(tmp_path: Path) -
     write_series(tmp_path / "in", n_slices=5, rows=24, cols=24, padding=True, bits_stored=12)
     vol = read_volume(tmp_path / "in")
     hu = vol.hu + 5000.0 * (np.arange(vol.hu.size).reshape(vol.hu.shape) % 7 == 0)  # clips
-    kw = {"series_description": "D", "derivation_description": "x", "uid_key": "k"}
+    created = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    kw = {
+        "series_description": "D",
+        "derivation_description": "x",
+        "uid_key": "k",
+        "derived": DerivedInfo(model_name="test", created=created),  # same creation time
+    }
     whole = write_derived_series(vol, hu, tmp_path / "whole", **kw)  # type: ignore[arg-type]
     writer = DerivedSeriesWriter(vol, tmp_path / "stream", **kw)  # type: ignore[arg-type]
     for k in (3, 0, 4, 1):
