@@ -58,6 +58,10 @@ class ManifestRow:
     model_sha256: str = ""
     precision: str = ""
     tiling: str = ""
+    #: suspect-input flags of the source series, "; "-joined (pipeline.io.suspect)
+    source_flags: str = ""
+    #: the source is (or may be) lossy compressed: its noise statistics are altered
+    source_lossy: bool = False
     shard: str = ""
     finished_at: float = 0.0
 

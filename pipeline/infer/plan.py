@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
 from pipeline.infer.config import DenoiseConfig, SelectionRules
+from pipeline.io.suspect import record_flags
 from pipeline.utils.files import ensure_inside, is_within
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class SeriesFacts:
     rows: int
     columns: int
     files: tuple[Path, ...]
+    #: suspect-input flags (lossy compression, missing Type 1 attributes; pipeline.io.suspect)
+    flags: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -86,6 +89,7 @@ def facts_of(record: SeriesRecord) -> SeriesFacts:
         rows=rows,
         columns=columns,
         files=tuple(fh.path for fh in record.files),
+        flags=tuple(record_flags(record.files)),
     )
 
 

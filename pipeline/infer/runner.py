@@ -28,6 +28,7 @@ from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem
 from pipeline.infer.publish import clean_stale_staging, verify_completed
 from pipeline.infer.stream import NIFTI_NAME, SeriesSink, SinkOptions
 from pipeline.io.derived_header import DerivedInfo, series_description
+from pipeline.io.suspect import is_lossy
 from pipeline.io.volume import CTVolume
 from pipeline.utils.progress import progress_bar
 
@@ -70,6 +71,8 @@ def _row(item: PlanItem, status: Status, reason: str, shard: str, **kw: object) 
         n_slices=f.n_slices,
         rows=f.rows,
         columns=f.columns,
+        source_flags="; ".join(f.flags),
+        source_lossy=is_lossy(f.flags),
         shard=shard,
         **kw,  # type: ignore[arg-type]
     )

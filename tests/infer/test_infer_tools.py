@@ -136,3 +136,14 @@ def test_uids_and_descriptions(denoised: tuple[Path, Path, list[dict]]) -> None:
         assert all(str(d.StudyInstanceUID) == row["study_uid"] for d in dss)
         assert all(d.DerivationDescription.startswith("Denoised by ldct-pipeline") for d in dss)
         assert all(row["model_sha256"] in d.DerivationDescription for d in dss)
+
+
+def test_manifest_flags_suspect_sources(denoised: tuple[Path, Path, list[dict]]) -> None:
+    _root, _out, rows = denoised
+    by_desc = {r["series_description"]: r for r in rows}
+    lossy = by_desc["5/5mm Plain"]  # 693_J2KI.dcm: JPEG 2000 lossy 338:1, no FrameOfReferenceUID
+    assert lossy["source_lossy"] is True
+    assert "ratio 338.7:1" in lossy["source_flags"]
+    assert "FrameOfReferenceUID" in lossy["source_flags"]
+    others = [r for r in rows if r is not lossy]  # synthetic, RLE, CT_small, CT5N: lossless
+    assert others and all(r["source_lossy"] is False for r in others)

@@ -30,7 +30,8 @@ def inspect(
     ),
 ) -> int:
     """List studies and CT series (patient, description, slices, size, spacing, HU range,
-    transfer syntax, warnings) and every skipped file with its reason.
+    transfer syntax, warnings, suspect-input flags: lossy compression, missing Type 1
+    attributes, invalid UIDs) and every skipped file with its reason.
 
     Exit code 0 when at least one CT series was found, 3 when nothing readable was found.
     """
@@ -67,6 +68,7 @@ def _describe(rec: SeriesRecord, headers_only: bool, workers: int | None) -> dic
     from pipeline.errors import LdctError
     from pipeline.io.geometry import sort_slices
     from pipeline.io.read import read_series
+    from pipeline.io.suspect import is_lossy, record_flags
     from pipeline.io.tags import value
 
     first = rec.files[0]
@@ -87,11 +89,14 @@ def _describe(rec: SeriesRecord, headers_only: bool, workers: int | None) -> dic
         "hu_max": None,
         "padding_voxels": None,
         "transfer_syntaxes": [_ts_name(t) for t in rec.transfer_syntaxes],
+        "flags": record_flags(rec.files),
+        "lossy": False,
         "warnings": list(rec.warnings),
         "skipped_files": [],
         "error": None,
         "folder": str(first.path.parent),
     }
+    row["lossy"] = is_lossy(row["flags"])
     try:
         if headers_only:
             geom = sort_slices(rec.frames)
@@ -161,6 +166,7 @@ def _print_text(result: ScanResult, rows: list[dict[str, Any]], max_skipped: int
             )
             if row["error"]:
                 notes.append(f"  [{n}] ERROR: {row['error']}")
+            notes += [f"  [{n}] suspect input: {f}" for f in row["flags"]]
             notes += [f"  [{n}] warning: {w}" for w in row["warnings"]]
             notes.append(f"  [{n}] {row['series_uid']} in {row['folder']}")
         console.print(table)
