@@ -62,6 +62,12 @@ class CheckpointError(LdctError):
     exit_code = ExitCode.RESOURCE
 
 
+class DependencyError(LdctError):
+    """An optional package that the requested feature needs is not installed."""
+
+    exit_code = ExitCode.RESOURCE
+
+
 class WeightsError(LdctError):
     """Pretrained (VGG16) weights are missing or do not verify."""
 

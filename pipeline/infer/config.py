@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.config import StrictModel
 from pipeline.errors import ConfigError
+from pipeline.models.classical import ClassicalConfig
 
 
 class OutputFormat(str, Enum):
@@ -82,7 +83,8 @@ class TilingConfig(StrictModel):
 class DenoiseConfig(StrictModel):
     """Everything ``ldct denoise`` needs besides the input and output paths."""
 
-    #: Checkpoint path; None uses the bundled demo model (and the CLI says so).
+    #: Checkpoint path, or ``bm3d`` / ``nlm`` (non-learned baselines); None uses the bundled
+    #: demo model (and the CLI says so).
     model: str | None = None
     #: ``auto`` picks bf16 only where the CPU/GPU runs it fast (see pipeline.models.precision).
     precision: str = "auto"
@@ -107,6 +109,8 @@ class DenoiseConfig(StrictModel):
     allow_incomplete: bool = False
     #: Appended to the source SeriesDescription of derived series.
     description_suffix: str = "denoised"
+    #: Parameters of ``--model bm3d`` / ``--model nlm`` (ignored for checkpoints).
+    classical: ClassicalConfig = Field(default_factory=lambda: ClassicalConfig())
 
     @field_validator("precision")
     @classmethod

@@ -142,6 +142,13 @@ class Denoiser:
         self._bpp: float | None = None
         self._radius: int | None = None
 
+    def describe_model(self) -> str:
+        """What derived series record as their source model (non-learned ones say so)."""
+        return (
+            f"model {self.name} (version {self.version or 'unversioned'}, "
+            f"weights sha256 {self.sha256})"
+        )
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) model range -> same, fp32, through the fast path."""
         from pipeline.models.precision import predict

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, ConfigError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 
@@ -30,7 +30,10 @@ class ModelSource:
 
 
 def resolve_model_path(cfg: DenoiseConfig) -> ModelSource:
-    """The checkpoint to use: ``cfg.model`` or the bundled demo model."""
+    """The checkpoint to use: ``cfg.model`` or the bundled demo model.
+
+    For ``bm3d`` / ``nlm`` (non-learned) the path is the name itself and is never opened; a
+    checkpoint file called so is given as ``./bm3d``."""
     if cfg.model:
         return ModelSource(Path(cfg.model), bundled=False)
     try:
@@ -54,8 +57,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_denoiser(cfg: DenoiseConfig, source: ModelSource | None = None) -> Denoiser:
-    """Load the checkpoint, pick the precision, and wrap both in a :class:`Denoiser`."""
+    """Load the checkpoint, pick the precision, and wrap both in a :class:`Denoiser`.
+
+    ``cfg.model`` = ``bm3d`` / ``nlm`` gives a :class:`~pipeline.infer.classical.ClassicalDenoiser`
+    (CPU, float64; an explicit ``bf16`` precision is refused, as it cannot apply)."""
     from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.classical import is_classical
+
+    if is_classical(cfg.model):
+        from pipeline.infer.classical import ClassicalDenoiser
+
+        if cfg.precision == "bf16":
+            raise ConfigError(f"--precision bf16 does not apply to the non-learned {cfg.model!r}")
+        return ClassicalDenoiser(str(cfg.model), cfg.classical)
 
     src = source or resolve_model_path(cfg)
     device = resolve_device(cfg.device)

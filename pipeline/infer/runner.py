@@ -135,8 +135,7 @@ class SeriesRunner:
     def derivation(self) -> str:
         d = self.denoiser
         return (
-            f"{OWN_DERIVATION_PREFIX} {__version__} with model {d.name} "
-            f"(version {d.version or 'unversioned'}, weights sha256 {d.sha256}); "
+            f"{OWN_DERIVATION_PREFIX} {__version__} with {d.describe_model()}; "
             f"precision {d.precision}; HU rescaled with the source slope/intercept"
         )
 

@@ -23,7 +23,11 @@ def denoise(
     inputs: list[Path] = typer.Argument(..., help="Folders or files holding DICOM CT series."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (outside every input)."),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Checkpoint; default: the bundled demo model."
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint, or bm3d / nlm (non-learned baselines; bm3d needs the [baselines] "
+        "extra); default: the bundled demo model.",
     ),
     fmt: str | None = typer.Option(None, "--format", help="dicom | nifti | both (default dicom)."),
     dry_run: bool = typer.Option(
@@ -40,8 +44,10 @@ def denoise(
 ) -> int:
     """Denoise every selected CT series under INPUT... into OUT, with a manifest; resumable.
 
-    Exit code 0: all selected series ok (or already done); 1: some series failed (see
-    OUT/manifest.csv); 2: bad options; 3: nothing readable was found; 4: model missing/corrupt.
+    ``--model bm3d`` / ``--model nlm`` run the non-learned baselines (blind: the noise level is
+    estimated per slice; ``--set classical.sigma_hu=20`` fixes it). Exit code 0: all selected
+    series ok (or already done); 1: some series failed (see OUT/manifest.csv); 2: bad options;
+    3: nothing readable was found; 4: model missing/corrupt (or bm3d not installed).
     """
     from pipeline.config import load_config, save_resolved
     from pipeline.errors import DicomError
@@ -50,6 +56,7 @@ def denoise(
     from pipeline.infer.plan import build_plan, check_paths
     from pipeline.infer.session import run_session
     from pipeline.io.discover import scan
+    from pipeline.models.classical import is_classical
 
     cfg = load_config(DenoiseConfig, config, overrides)
     pairs = (("model", model), ("format", fmt), ("precision", precision), ("shard", shard))
@@ -66,7 +73,8 @@ def denoise(
     result = scan(inputs)
     plan = build_plan(result.series, result.skipped, out_root, cfg, denoiser.sha256, (index, count))
     if dry_run:
-        _print_plan(plan, f"{denoiser.name} ({denoiser.precision})", denoiser.sha256)
+        kind = "config" if is_classical(cfg.model) else "weights"
+        _print_plan(plan, f"{denoiser.name} ({denoiser.precision})", denoiser.sha256, kind)
         return ExitCode.OK
     if not result.series:
         raise DicomError(
@@ -90,9 +98,9 @@ def denoise_merge(out: Path = typer.Argument(..., help="Output folder of `ldct d
     return ExitCode.PARTIAL_FAILURE if failed else ExitCode.OK
 
 
-def _print_plan(plan: Plan, name: str, sha: str) -> None:
+def _print_plan(plan: Plan, name: str, sha: str, kind: str = "weights") -> None:
     r = plan.rules
-    typer.echo(f"Model: {name} (weights sha256 {sha[:16]}...)")
+    typer.echo(f"Model: {name} ({kind} sha256 {sha[:16]}...)")
     typer.echo(f"Output: {plan.out_root}   shard {plan.shard_index}/{plan.shard_count}")
     typer.echo(
         f"Rules: modalities={r.modalities} min_slices={r.min_slices} min_matrix={r.min_matrix} "
