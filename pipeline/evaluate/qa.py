@@ -1,4 +1,4 @@
-"""No-reference QA of one patient: ROI HU/noise, NPS, edge sharpness, grid/seam artifacts.
+"""QA of one patient: ROI HU, TG-233 noise/NPS (:mod:`.nps`), edge sharpness, grid/seam artifacts.
 
 Works on aligned HU volumes by role (``low`` always; ``denoised``/``full`` when present) and
 returns plain row dicts for the ``roi``, ``nps``, ``qa``, ``artifact_slices`` and ``artifacts``
@@ -19,13 +19,10 @@ from pipeline.evaluate.artifacts import (
     flag_patient,
     score_slice,
 )
-from pipeline.evaluate.noise import (
-    find_uniform_rois,
-    nps_mean_peak,
-    radial_nps,
-    roi_stats,
-)
+from pipeline.evaluate.noise import find_uniform_rois, roi_stats
+from pipeline.evaluate.nps import METHOD_TEXT, role_spectra
 from pipeline.evaluate.sharpness import edge_spread
+from pipeline.evaluate.task import Geometry, Insert, insert_rows
 
 #: Body-mask erosion (px) before ROI search and the artifact seam test (keeps off the outline).
 INNER_MARGIN_PX = 8
@@ -57,7 +54,6 @@ def noise_and_edges(
     """ROI rows, NPS rows and per-role QA rows for one patient (ROIs chosen on ``low``)."""
     inner = inner_mask(body)
     roi_rows: list[dict[str, Any]] = []
-    patches: dict[str, list[np.ndarray]] = {r: [] for r in vols}
     for z in range(vols["low"].shape[0]):
         rois = find_uniform_rois(vols["low"][z], inner[z])
         for role, vol in vols.items():
@@ -75,47 +71,63 @@ def noise_and_edges(
                         "sd_hu": sd,
                     }
                 )
-                patches[role].append(roi.take(vol[z]).astype(np.float64))
+    spectra = role_spectra(vols, inner, pixel_mm)
     nps_rows: list[dict[str, Any]] = []
     qa_rows: list[dict[str, Any]] = []
     role_means: dict[str, np.ndarray] = {}
-    role_sd: dict[str, float] = {}
-    role_nps: dict[str, float] = {}
     for role, vol in vols.items():
         means = np.array([r["mean_hu"] for r in roi_rows if r["role"] == role])
         sds = np.array([r["sd_hu"] for r in roi_rows if r["role"] == role])
-        mean_f = peak_f = float("nan")
-        if patches[role]:
-            freq, nps = radial_nps(np.stack(patches[role]), pixel_mm)
-            mean_f, peak_f = nps_mean_peak(freq, nps)
+        for sp in spectra[role].values():
             nps_rows += [
-                {"patient": patient, "role": role, "freq_cyc_mm": float(f), "nps_hu2_mm2": float(v)}
-                for f, v in zip(freq, nps, strict=True)
+                {
+                    "patient": patient,
+                    "role": role,
+                    "method": sp.method,
+                    "freq_cyc_mm": float(f),
+                    "nps_hu2_mm2": float(v),
+                    "n_patches": sp.n_patches,
+                    "roi_size_px": sp.roi_size_px,
+                }
+                for f, v in zip(sp.freq_cyc_mm, sp.nps_hu2_mm2, strict=True)
             ]
+        adj = spectra[role].get("adjacent")
+        paired = spectra[role].get("minus_full")
         edge = edge_spread(vol, body, pixel_mm=float(np.mean(pixel_mm)))
         role_means[role] = means
-        role_sd[role] = float(sds.mean()) if sds.size else float("nan")
-        role_nps[role] = mean_f
         qa_rows.append(
             {
                 "patient": patient,
                 "role": role,
                 "n_rois": int(means.size),
                 "roi_mean_hu": float(means.mean()) if means.size else float("nan"),
-                "roi_sd_hu": role_sd[role],
-                "nps_mean_freq_cyc_mm": mean_f,
-                "nps_peak_freq_cyc_mm": peak_f,
+                "roi_sd_hu": float(sds.mean()) if sds.size else float("nan"),
+                "noise_method": METHOD_TEXT["adjacent"] if adj else "n/a (one slice)",
+                "nps_roi_px": adj.roi_size_px if adj else 0,
+                "nps_n_patches": adj.n_patches if adj else 0,
+                "noise_sd_hu": adj.noise_sd_hu if adj else float("nan"),
+                "nps_mean_freq_cyc_mm": adj.mean_freq_cyc_mm if adj else float("nan"),
+                "nps_peak_freq_cyc_mm": adj.peak_freq_cyc_mm if adj else float("nan"),
+                "diff_full_sd_hu": paired.noise_sd_hu if paired else float("nan"),
+                "diff_full_nps_mean_freq_cyc_mm": paired.mean_freq_cyc_mm
+                if paired
+                else float("nan"),
                 "edge_10_90_mm": edge.rise_10_90_mm,
                 "edge_height_hu": edge.height_hu,
             }
         )
+    by_role = {r["role"]: r for r in qa_rows}
     for row in qa_rows:
         role = row["role"]
         same = role_means[role].size == role_means["low"].size > 0
         diff = role_means[role] - role_means["low"] if same else np.array([np.nan])
         row["hu_bias_vs_low_hu"] = float(np.mean(diff))
-        row["sd_ratio_vs_low"] = ratio(role_sd[role], role_sd["low"])
-        row["nps_mean_freq_ratio_vs_low"] = ratio(role_nps[role], role_nps["low"])
+        for ref in ("low", "full"):
+            other = by_role.get(ref, {})
+            row[f"sd_ratio_vs_{ref}"] = ratio(row["noise_sd_hu"], other.get("noise_sd_hu", np.nan))
+            row[f"nps_mean_freq_ratio_vs_{ref}"] = ratio(
+                row["nps_mean_freq_cyc_mm"], other.get("nps_mean_freq_cyc_mm", np.nan)
+            )
     return roi_rows, nps_rows, qa_rows
 
 
@@ -183,3 +195,49 @@ def grid_artifacts(
             }
         )
     return slice_rows, patient_rows
+
+
+#: Per-role ``qa`` columns: the pooled TTF50, then medians over inserts of CNR and d'.
+TASK_COLUMNS = ("ttf50_cyc_mm", "cnr", "dprime_npw", "dprime_npwe")
+
+
+def task_rows(
+    patient: str,
+    vols: dict[str, np.ndarray],
+    inserts: list[Insert],
+    geo: Geometry,
+    nps_rows: list[dict[str, Any]],
+    qa_rows: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Insert rows (TTF, CNR, d') and their per-role medians + ratios added to ``qa_rows``."""
+    noise: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    sd = {r["role"]: float(r["noise_sd_hu"]) for r in qa_rows}
+    for role in vols:
+        rows = [r for r in nps_rows if r["role"] == role and r["method"] == "adjacent"]
+        if rows:
+            noise[role] = (
+                np.array([r["freq_cyc_mm"] for r in rows]),
+                np.array([r["nps_hu2_mm2"] for r in rows]),
+                sd.get(role, float("nan")),
+            )
+    rows, pooled = insert_rows(patient, vols, inserts, geo, noise) if inserts else ([], {})
+    for q in qa_rows:
+        mine = [r for r in rows if r["role"] == q["role"]]
+        fit = pooled.get(q["role"])
+        q["n_inserts"] = sum(1 for r in mine if r["n_slices_used"] > 0)
+        q["ttf50_cyc_mm"] = fit.ttf50_cyc_mm if fit else float("nan")
+        q["psf_sd_mm"] = fit.psf_sd_mm if fit else float("nan")
+        q["ttf_method"] = "pooled erfc ESF fit over inserts" if fit else "n/a (no inserts)"
+        for c in TASK_COLUMNS[1:]:
+            vals = np.array([r[c] for r in mine], dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            q[c] = float(np.median(vals)) if vals.size else float("nan")
+    by_role = {q["role"]: q for q in qa_rows}
+    for q in qa_rows:
+        for ref in ("low", "full"):
+            other = by_role.get(ref, {})
+            for c in ("ttf50_cyc_mm", "dprime_npwe", "dprime_npw"):
+                q[f"{c.replace('_cyc_mm', '')}_ratio_vs_{ref}"] = ratio(
+                    q[c], other.get(c, float("nan"))
+                )
+    return rows

@@ -37,6 +37,7 @@ from pipeline.evaluate.provenance import (
     package_versions,
     tile_stride_from,
 )
+from pipeline.evaluate.task import Geometry, find_inserts
 from pipeline.io.volume import CTVolume
 from pipeline.utils.files import atomic_path, atomic_write_text
 from pipeline.utils.progress import progress
@@ -44,7 +45,7 @@ from pipeline.utils.progress import progress
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-TABLES = ("per_slice", "per_patient", "cohort", "tests", "roi", "qa", "nps")
+TABLES = ("per_slice", "per_patient", "cohort", "tests", "roi", "qa", "nps", "inserts")
 TABLES_ARTIFACTS = ("artifact_slices", "artifacts")
 
 
@@ -170,6 +171,14 @@ def evaluate(
             slice_metrics(item.patient, vols, body, profs, slice_positions_mm(ref))
         )
         roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
+        inserts = find_inserts(item.low.files[0].path.parent, item.low.series_uid)
+        geo = Geometry(
+            origin_mm=np.asarray(ref.origin_mm, dtype=np.float64),
+            direction=np.asarray(ref.direction, dtype=np.float64),
+            spacing_mm=tuple(float(v) for v in ref.spacing_mm),  # type: ignore[arg-type]
+            slice_pos_mm=slice_positions_mm(ref),
+        )
+        rows["inserts"] += qa.task_rows(item.patient, hu, inserts, geo, nps, qarows)
         rows["roi"] += roi
         rows["nps"] += nps
         rows["qa"] += qarows
@@ -238,6 +247,7 @@ def _build_tables(rows: dict[str, list[Any]]) -> dict[str, pd.DataFrame]:
         "roi": pd.DataFrame(rows["roi"]),
         "qa": pd.DataFrame(rows["qa"]),
         "nps": pd.DataFrame(rows["nps"]),
+        "inserts": pd.DataFrame(rows["inserts"], columns=INSERT_COLUMNS),
     }
     if rows["artifacts"]:
         tables["artifact_slices"] = pd.DataFrame(rows["artifact_slices"])
@@ -249,6 +259,13 @@ def _build_tables(rows: dict[str, list[Any]]) -> dict[str, pd.DataFrame]:
                      "max_seam_z"]
         )  # fmt: skip
     return tables
+
+
+INSERT_COLUMNS = [
+    "patient", "insert", "role", "radius_mm", "contrast_hu", "n_slices_used",
+    "fitted_contrast_hu", "psf_sd_mm", "psf_sd_rel_se", "ttf50_cyc_mm", "cnr",
+    "dprime_npw", "dprime_npwe",
+]  # fmt: skip
 
 
 def write_outputs(out: Path, tables: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:

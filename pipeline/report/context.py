@@ -110,14 +110,66 @@ def metric_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
 QA_COLUMNS = (
     "n_rois",
     "roi_mean_hu",
-    "roi_sd_hu",
     "hu_bias_vs_low_hu",
+    "noise_sd_hu",
     "sd_ratio_vs_low",
+    "sd_ratio_vs_full",
     "nps_mean_freq_cyc_mm",
     "nps_peak_freq_cyc_mm",
-    "nps_mean_freq_ratio_vs_low",
+    "nps_mean_freq_ratio_vs_full",
     "edge_10_90_mm",
 )
+TASK_COLUMNS = (
+    "n_inserts",
+    "ttf50_cyc_mm",
+    "ttf50_ratio_vs_full",
+    "cnr",
+    "dprime_npw",
+    "dprime_npwe",
+    "dprime_npwe_ratio_vs_low",
+    "dprime_npwe_ratio_vs_full",
+)
+INSERT_COLUMNS = (
+    "insert",
+    "role",
+    "radius_mm",
+    "contrast_hu",
+    "n_slices_used",
+    "fitted_contrast_hu",
+    "ttf50_cyc_mm",
+    "cnr",
+    "dprime_npw",
+    "dprime_npwe",
+)
+
+
+def task_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
+    """Per-role TTF50 / CNR / d' cells (empty when the evaluation found no inserts)."""
+    qa = ev.for_patient("qa", patient)
+    if qa.empty or "ttf50_cyc_mm" not in qa.columns or not (qa["n_inserts"] > 0).any():
+        return []
+    return [
+        {"role": r["role"], "cells": [r["role"]] + [fmt(r.get(c)) for c in TASK_COLUMNS]}
+        for _, r in qa.iterrows()
+    ]
+
+
+def insert_table(ev: EvalOutput, patient: str) -> list[list[str]]:
+    """One row per insert and role (contrast-dependent TTF, CNR, d')."""
+    ins = ev.for_patient("inserts", patient)
+    if ins.empty:
+        return []
+    return [
+        [str(r["insert"]), str(r["role"])] + [fmt(r[c]) for c in INSERT_COLUMNS[2:]]
+        for _, r in ins.iterrows()
+    ]
+
+
+def _noise_method(ev: EvalOutput, patient: str) -> str:
+    qa = ev.for_patient("qa", patient)
+    if qa.empty or "noise_method" not in qa.columns:
+        return ""
+    return f"{qa['noise_method'].iloc[0]}, ROIs of {int(qa['nps_roi_px'].iloc[0])} px"
 
 
 def qa_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
@@ -199,6 +251,9 @@ def patient_context(
         "panels": panels,
         "image_problem": images.problem,
         "qa_rows": qa_rows(ev, patient),
+        "task_rows": task_rows(ev, patient),
+        "insert_rows": insert_table(ev, patient),
+        "noise_method": _noise_method(ev, patient),
         "nps": figures.nps_curves(nps) if len(nps) else "",
         "roi_rows": [
             [

@@ -98,22 +98,25 @@ def slice_curves(per_slice: pd.DataFrame, profile: str) -> str:
 
 
 def nps_curves(nps: pd.DataFrame) -> str:
-    """Radial noise power spectra per role (texture: over-smoothing shifts power to low f)."""
+    """Radial TG-233 NPS per role (solid: adjacent-slice noise; dashed: role - full dose)."""
     fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    methods = nps["method"] if "method" in nps.columns else pd.Series("adjacent", nps.index)
     for role in ("low", "denoised", "full"):
-        rows = nps[nps["role"] == role].sort_values("freq_cyc_mm")
-        if not rows.empty:
-            ax.plot(
-                rows["freq_cyc_mm"],
-                rows["nps_hu2_mm2"],
-                color=ROLE_COLORS[role],
-                label=ROLE_LABELS[role],
-            )
+        for method, style, suffix in (("adjacent", "-", ""), ("minus_full", "--", " − full")):
+            rows = nps[(nps["role"] == role) & (methods == method)].sort_values("freq_cyc_mm")
+            if not rows.empty:
+                ax.plot(
+                    rows["freq_cyc_mm"],
+                    rows["nps_hu2_mm2"],
+                    style,
+                    color=ROLE_COLORS[role],
+                    label=ROLE_LABELS[role] + suffix,
+                )
     ax.set_xlabel("spatial frequency [cycles/mm]")
     ax.set_ylabel("NPS [HU² mm²]")
-    ax.set_title("noise power spectrum (uniform ROIs)", fontsize=9)
+    ax.set_title("noise power spectrum (noise-only images, TG-233)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return to_data_uri(fig)
 

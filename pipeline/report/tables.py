@@ -19,6 +19,7 @@ TABLE_NAMES = (
     "roi",
     "qa",
     "nps",
+    "inserts",
     "artifact_slices",
     "artifacts",
 )
@@ -79,7 +80,7 @@ def load_eval(root: str | Path) -> EvalOutput:
         except Exception as exc:  # pyarrow/pandas raise many types for damaged files
             where = pq if pq.is_file() else csv
             raise LdctError(f"cannot read table {name}: {exc}", path=where) from exc
-    for name in ("per_slice", "per_patient", "roi", "qa", "nps", "artifact_slices", "artifacts"):
+    for name in TABLE_NAMES:
         df = tables[name]
         if not df.empty and "patient" in df.columns:
             df["patient"] = df["patient"].astype(str)

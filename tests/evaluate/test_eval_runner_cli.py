@@ -79,6 +79,15 @@ def test_evaluate_full_reference_tables(cohort: dict[str, Path], run_cli) -> Non
     # denoising (smoothing) lowers noise: ROI SD ratio < 1 and no grid flag on the plain series
     qa = pd.read_csv(out / "qa.csv")
     assert (qa[qa.role == "denoised"]["sd_ratio_vs_low"] < 0.9).all()
+    # TG-233 noise-only SD: the quarter-dose input has twice the full dose's (1/sqrt(0.25))
+    by = qa.set_index(["patient", "role"])["noise_sd_hu"]
+    for p in ("DEMO001", "DEMO002"):
+        assert by[(p, "low")] / by[(p, "full")] == pytest.approx(2.0, rel=0.2)
+    nps = pd.read_csv(out / "nps.csv")
+    assert set(nps["method"]) == {"adjacent", "minus_full"}
+    ins = pd.read_csv(out / "inserts.csv")  # the cohort's lesions, found through pair.json
+    assert set(ins["patient"]) == {"DEMO001", "DEMO002"} and (ins["n_slices_used"] >= 0).all()
+    assert {"ttf50_cyc_mm", "dprime_npwe", "ttf50_ratio_vs_full"} <= set(qa.columns)
     art = pd.read_csv(out / "artifacts.csv")
     assert not art["flagged"].any(), art["evidence"].tolist()
     summary = json.loads((out / "summary.json").read_text())

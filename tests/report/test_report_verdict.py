@@ -77,3 +77,14 @@ def test_pseudonyms_keyed_and_stable():
     a.alias("Doe^John", of="PAT-1")
     assert a.scrub("patient Doe^John / PAT-1") == f"patient {a('PAT-1')} / {a('PAT-1')}"
     assert Pseudonymizer(False)("PAT-1") == "PAT-1"
+
+
+def test_configs_report_yaml_equals_the_default_rules() -> None:
+    """The shipped configs/report.yaml is the defaults (a rule added in code is added there)."""
+    from pathlib import Path
+
+    from pipeline.config import load_config
+    from pipeline.report.config import ReportConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "report.yaml"
+    assert load_config(ReportConfig, path, []) == ReportConfig()
