@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline.losses.objective import LossConfig, build_objective
-from pipeline.models.precision import cpu_capability
+from pipeline.models.capability import capability
 from pipeline.models.registry import build_model
 from pipeline.train.distributed import DistEnv
 from pipeline.train.loop import Trainer
@@ -85,15 +85,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     steps = 3 if args.quick else 10
-    cap = cpu_capability()
+    cap = capability("cpu")
     print(
-        f"threads {torch.get_num_threads()}, CPU {cap}, "
+        f"threads {torch.get_num_threads()}, {cap.describe()}, "
         f"batch {args.batch}x{args.patch}x{args.patch}"
     )
     print("perceptual term: VGG16 relu1_2/relu2_2/relu3_3, SEEDED RANDOM weights, fp32")
     print("CPU s/step = process time per step (robust to other load; wall time also shown)")
     res: dict[tuple[str, bool], float] = {}
-    for precision in ("fp32", "bf16"):
+    precisions = ("fp32", "bf16") if cap.bf16.runs else ("fp32",)
+    if not cap.bf16.runs:
+        print(f"bf16 not measured: {cap.bf16.detail}")
+    for precision in precisions:
         for perceptual in (False, True):
             wall, cpu = time_steps(precision, perceptual, steps, args.batch, args.patch)
             t, w = statistics.median(cpu), statistics.median(wall)
@@ -104,11 +107,11 @@ def main() -> None:
                 f"({args.batch / t:6.1f} samples per CPU-s) "
                 f"wall {w * 1000:8.1f} ms/step ({args.batch / w:6.1f} samples/s)"
             )
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         r = res[(precision, True)] / res[(precision, False)]
         verdict = "meets" if r <= 2.5 else "MISSES"
         print(f"{precision}: perceptual/MSE step time ratio {r:.2f}x ({verdict} goal <= 2.5x)")
-    for perceptual in (False, True):
+    for perceptual in (False, True) if "bf16" in precisions else ():
         s = res[("fp32", perceptual)] / res[("bf16", perceptual)]
         name = "MSE + perceptual" if perceptual else "MSE only"
         print(f"bf16 denoiser speed-up over fp32 ({name}): {s:.2f}x")

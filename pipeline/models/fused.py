@@ -9,9 +9,10 @@ same function with
 * ``conv(cat[a, b])`` rewritten as ``conv_a(a) + conv_b(b)`` with the add+ReLU fused into the
   second conv, so no concatenated tensor is ever materialised.
 
-The oneDNN ops are private PyTorch API; when they are missing or the tensors are not on the CPU
-the same math runs through ``F.conv2d`` (tested equal). The residual addition is done in fp32,
-so bf16 never quantises the input image itself.
+The oneDNN ops are private PyTorch API: they are used only where
+:mod:`pipeline.models.capability` ran them successfully for the compute dtype (on AVX2-only CPUs
+the op exists but refuses bf16); elsewhere the same math runs through ``F.conv2d`` (tested
+equal). The residual addition is done in fp32, so bf16 never quantises the input image itself.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from pipeline.models.capability import capability
 from pipeline.models.drle import DRLE
 from pipeline.models.sobel import SobelEdges, sobel_edges
 
 
-def _mkldnn_available() -> bool:
-    try:
-        return hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    except (AttributeError, RuntimeError):
-        return False
+def use_fused_kernels(device: torch.device, dtype: torch.dtype) -> bool:
+    """True when the private oneDNN post-op kernels were probed and run here for ``dtype``."""
+    return device.type == "cpu" and capability(device).fused(dtype).runs
 
 
 def fold_conv_bn(block: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +104,7 @@ class FusedDRLE(nn.Module):
             self.out_e = _Conv(wo[:, 2 * ch :], None, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = x.device.type == "cpu" and _mkldnn_available()
+        fast = use_fused_kernels(x.device, self.dtype)
         xb = x.to(self.dtype)
         if self.edge_kernels is not None:
             e = torch.cat([xb, sobel_edges(xb, self.edge_kernels)], dim=1)

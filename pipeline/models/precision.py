@@ -1,8 +1,9 @@
 """Inference precision: CPU capability detection, fp32/bf16 choice and the fast predict path.
 
 bf16 pays off only where the hardware has bf16 matrix units: Intel AMX (``amx_bf16``) or
-AVX512-BF16 on CPUs, or a CUDA GPU with bf16 support. On AVX2-only CPUs PyTorch emulates bf16 and
-convolutions get ~10x slower, so ``"auto"`` resolves to fp32 there. Models always take and return
+AVX512-BF16 on CPUs, or a CUDA GPU with bf16 support. On AVX2-only CPUs oneDNN refuses bf16
+convolutions, so ``"auto"`` resolves to fp32 there and an explicit ``bf16`` is refused before any
+work; what runs where is decided in :mod:`pipeline.models.capability`. Models always take and return
 fp32 tensors; bf16 is an internal compute type, and residual additions stay in fp32 so the input
 image is never quantised (see docs/models.md for the measured HU error).
 """
@@ -13,61 +14,17 @@ import copy
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from pipeline.errors import ConfigError
+from pipeline.models.capability import capability, require
 
 log = logging.getLogger(__name__)
 
 
 _NAMES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class CpuCapability:
-    """What this CPU offers for bf16 (from PyTorch and /proc/cpuinfo)."""
-
-    torch_capability: str
-    amx_bf16: bool
-    avx512_bf16: bool
-    avx2: bool
-
-    @property
-    def fast_bf16(self) -> bool:
-        """True when bf16 convolutions run on native hardware (AMX or AVX512-BF16)."""
-        return self.amx_bf16 or self.avx512_bf16
-
-
-def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> set[str]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-@lru_cache(maxsize=1)
-def cpu_capability() -> CpuCapability:
-    """Detect the CPU's SIMD/matrix features relevant to bf16 inference (cached)."""
-    try:
-        cap = str(torch.backends.cpu.get_cpu_capability())
-    except (AttributeError, RuntimeError):
-        cap = "unknown"
-    flags = _cpuinfo_flags()
-    return CpuCapability(
-        torch_capability=cap,
-        amx_bf16="amx_bf16" in flags,
-        avx512_bf16="avx512_bf16" in flags,
-        avx2="avx2" in flags or cap.startswith("AVX"),
-    )
 
 
 def precision_dtype(name: str | torch.dtype) -> torch.dtype:
@@ -92,23 +49,18 @@ def resolve_precision(
 ) -> torch.dtype:
     """Turn ``"auto" | "fp32" | "bf16"`` into the compute dtype for ``device``.
 
-    ``auto`` picks bf16 only on CPUs with AMX/AVX512-BF16 or CUDA GPUs with bf16 support.
-    An explicit ``bf16`` is honoured everywhere (with a warning where it is emulated and slow).
+    ``auto`` picks bf16 only where :mod:`pipeline.models.capability` found it both working and
+    native (AMX / AVX512-BF16 CPUs, bf16 GPUs), so it never picks a path that can fail. An
+    explicit ``bf16`` that does not run here (AVX2-only CPUs) is refused with a
+    :class:`~pipeline.errors.ConfigError` (exit 2) before any work; an emulated one warns.
     """
     if isinstance(requested, str) and requested.lower() not in ("auto", *_NAMES):
         raise ConfigError(f"precision must be one of auto, fp32, bf16; found {requested!r}")
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        hw_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    elif dev.type == "cpu":
-        hw_bf16 = cpu_capability().fast_bf16
-    else:
-        hw_bf16 = False
+    cap = capability(device)
     if isinstance(requested, str) and requested.lower() == "auto":
-        return torch.bfloat16 if hw_bf16 else torch.float32
+        return torch.bfloat16 if cap.bf16.usable_by_auto else torch.float32
     dtype = precision_dtype(requested)
-    if dtype == torch.bfloat16 and not hw_bf16:
-        log.warning("bf16 requested on %s without native bf16 support: expect slow inference", dev)
+    require(cap, dtype)
     return dtype
 
 

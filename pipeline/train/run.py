@@ -77,6 +77,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train as configured (single process, or DDP under torchrun); returns the outcome."""
     from pipeline.data.config import build_loaders
     from pipeline.losses.objective import build_objective
+    from pipeline.models.capability import capability, require
     from pipeline.models.checkpoint import save_checkpoint
     from pipeline.models.registry import build_model
 
@@ -91,11 +92,14 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
                 f"output_dir {out} already holds a run; pass --resume to continue it or choose "
                 "another output_dir"
             )
+        # precision first: a bf16 request this device cannot run is refused before any work
+        amp = resolve_amp(cfg.precision.value, env.device)
+        if cfg.loss.perceptual.weight > 0 and cfg.loss.perceptual.precision == "bf16":
+            require(capability(env.device), torch.bfloat16, "loss.perceptual.precision bf16")
         seed_everything(cfg.seed)
-        # model and objective first: a missing VGG weights file fails before data decoding
+        # model and objective next: a missing VGG weights file fails before data decoding
         model: nn.Module = build_model(cfg.model.name, **cfg.model.params)
         objective = build_objective(cfg.loss)
-        amp = resolve_amp(cfg.precision.value, env.device)
         loaders = build_loaders(cfg.data, seed=cfg.seed)
         per_rank = D.per_rank_batch(cfg.data.batch_size, env)
         batches = EpochBatches(

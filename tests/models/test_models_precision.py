@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -10,40 +13,51 @@ from skimage.transform import resize
 from torch import nn
 
 from pipeline.data.intensity import hu_to_model, model_to_hu
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ExitCode
+from pipeline.models import capability as C
 from pipeline.models import fused as fused_mod
 from pipeline.models import precision as P
 from pipeline.models.drle import DRLE
 from pipeline.models.fused import FusedDRLE
 
 
-def _cap(amx: bool, avx512: bool) -> P.CpuCapability:
-    return P.CpuCapability("AVX2", amx_bf16=amx, avx512_bf16=avx512, avx2=True)
+def _cap(bf16_runs: bool, native: bool) -> C.Capability:
+    real = C.capability("cpu")
+    bf16 = C.PathSupport(bf16_runs, native, "test")
+    return dataclasses.replace(real, bf16=bf16, fused_bf16=bf16)
 
 
 @pytest.mark.parametrize(
-    ("amx", "avx512", "expected"),
-    [(True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, torch.float32)],
+    ("runs", "native", "expected"),
+    [(True, True, torch.bfloat16), (True, False, torch.float32), (False, False, torch.float32)],
 )
-def test_auto_precision_follows_cpu_capability(
-    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512: bool, expected: torch.dtype
+def test_auto_precision_follows_capability(
+    monkeypatch: pytest.MonkeyPatch, runs: bool, native: bool, expected: torch.dtype
 ) -> None:
-    monkeypatch.setattr(P, "cpu_capability", lambda: _cap(amx, avx512))
+    monkeypatch.setattr(P, "capability", lambda _dev: _cap(runs, native))
     assert P.resolve_precision("auto", "cpu") == expected
     assert P.resolve_precision("fp32", "cpu") == torch.float32
-    assert P.resolve_precision("bf16", "cpu") == torch.bfloat16  # explicit choice is honoured
+
+
+def test_explicit_bf16_refused_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P, "capability", lambda _dev: _cap(False, False))
+    with pytest.raises(ConfigError, match="avx512bw") as info:
+        P.resolve_precision("bf16", "cpu")
+    assert info.value.exit_code == ExitCode.USAGE and "Use fp32" in str(info.value)
+
+
+def test_explicit_emulated_bf16_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(P, "capability", lambda _dev: _cap(True, False))
+    with caplog.at_level(logging.WARNING):
+        assert P.resolve_precision("bf16", "cpu") == torch.bfloat16
+    assert "emulated" in caplog.text
 
 
 def test_bad_precision_name() -> None:
     with pytest.raises(ConfigError, match="auto, fp32, bf16"):
         P.resolve_precision("fp16")
-
-
-def test_cpu_capability_reads_proc_flags() -> None:
-    cap = P.cpu_capability()
-    flags = P._cpuinfo_flags()
-    assert cap.amx_bf16 == ("amx_bf16" in flags)
-    assert cap.avx512_bf16 == ("avx512_bf16" in flags)
 
 
 def _trained_like_drle(channels: int = 16, seed: int = 0) -> DRLE:
@@ -70,7 +84,7 @@ def _ct_slice(size: int = 96) -> torch.Tensor:
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_fused_fp32_equals_model(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
-    monkeypatch.setattr(fused_mod, "_mkldnn_available", lambda: fast)
+    monkeypatch.setattr(fused_mod, "use_fused_kernels", lambda _d, _t: fast)
     m = _trained_like_drle()
     x = torch.rand(2, 1, 29, 34)
     with torch.no_grad():
@@ -92,9 +106,17 @@ def test_predict_fp32_matches_and_keeps_training_flag() -> None:
     torch.testing.assert_close(P.predict(prepared, x), ref, atol=2e-6, rtol=1e-5)
 
 
-def test_bf16_hu_error_is_small_on_ct_like_slice() -> None:
+def test_bf16_on_this_cpu_class() -> None:
+    """Where bf16 runs: the HU error bound. Where it cannot (AVX2-only): refused before work."""
     m = _trained_like_drle()
     x = _ct_slice(96)
+    cap = C.capability("cpu")
+    if not cap.bf16.runs:
+        assert cap.cpu_class in ("avx2", "other")
+        assert P.resolve_precision("auto", "cpu") == torch.float32
+        with pytest.raises(ConfigError, match="cannot run bf16"):
+            P.resolve_precision("bf16", "cpu")
+        return
     ref_hu = model_to_hu(P.predict(m, x, "fp32"))
     correction = (ref_hu - model_to_hu(x)).abs().mean().item()
     assert correction > 5.0  # the net really changes the image (else the check is empty)
