@@ -55,3 +55,31 @@ def orthanc(orthanc_session: OrthancServer) -> OrthancServer:
     tests/orthanc_server.py), empty at the start of each test. Skipped when Orthanc is absent."""
     orthanc_session.reset()
     return orthanc_session
+
+
+#: words in a skip reason -> the Debian package that provides the missing tool
+_SYSTEM_TOOLS = {
+    "dciodvfy": "dicom3tools",
+    "dcmdump": "dcmtk",
+    "dcm2niix": "dcm2niix",
+    "chromium": "chromium",
+    "orthanc": "orthanc",
+}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line at the end when tests were skipped for missing system tools, with the fix."""
+    missing: set[str] = set()
+    count = 0
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = str(rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else rep.longrepr)
+        hits = {pkg for word, pkg in _SYSTEM_TOOLS.items() if word in reason.lower()}
+        if hits:
+            count += 1
+            missing |= hits
+    if missing:
+        pkgs = " ".join(sorted(missing))
+        terminalreporter.write_line(
+            f"{count} test(s) skipped for missing system tools ({pkgs}); install them with: "
+            f"apt-get update && apt-get install -y --no-install-recommends {pkgs}"
+        )

@@ -202,6 +202,9 @@ class SeriesRunner:
                 rows.append(done)
             else:
                 todo.append(item)
+        n_done = sum(r.status == Status.SKIPPED.value and bool(r.derived_series_uid) for r in rows)
+        if n_done:
+            log.info("%d series already completed and verified: skipped (resume)", n_done)
         if todo:
             rows += _Pipeline(self, todo).run()
         return rows
@@ -230,6 +233,7 @@ class _Pipeline:
         self.reads: deque[tuple[PlanItem, Future[_Timed]]] = deque()
         self.writes: deque[tuple[PlanItem, Future[ManifestRow], dict[str, float]]] = deque()
         self.rows: list[ManifestRow] = []
+        self.n_todo = len(todo)
         self.bar = progress_bar(
             desc="denoise", total=sum(i.facts.n_slices for i in todo), unit="slice"
         )
@@ -238,6 +242,12 @@ class _Pipeline:
         self.held.pop(item.facts.key, None)
         self.rows.append(row)
         self.bar.update(item.facts.n_slices)
+        f = item.facts
+        why = f": {row.reason}" if row.reason else ""
+        self.bar.note(
+            f"series {len(self.rows)}/{self.n_todo} {row.status}: {f.folder.name} "
+            f"({f.n_slices} x {f.rows}x{f.columns}){why}"
+        )
 
     def _fill_reads(self, reader: ThreadPoolExecutor, target: int) -> None:
         """Queue reads up to ``target`` while the volumes in flight stay within the budget."""

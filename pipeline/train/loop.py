@@ -45,7 +45,7 @@ from pipeline.train.state import (
     save_state,
 )
 from pipeline.train.validate import validate
-from pipeline.utils.progress import progress_bar
+from pipeline.utils.progress import LineProgress, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,18 @@ class TrainResult:
     final_path: Path | None
     best_path: Path | None
     last_val: dict[str, float] = field(default_factory=dict)
+
+
+def _baseline(values: dict[str, float]) -> str:
+    """`` (input 35.12 dB, gain +2.01 dB)``: the identity baseline beside the model's PSNR."""
+    if "psnr" not in values or "input_psnr" not in values:
+        return ""
+    gain = values["psnr"] - values["input_psnr"]
+    return (
+        f"; psnr {values['psnr']:.2f} dB vs input {values['input_psnr']:.2f} dB "
+        f"(gain {gain:+.2f} dB), ssim {values.get('ssim', float('nan')):.4f} vs input "
+        f"{values.get('input_ssim', float('nan')):.4f}"
+    )
 
 
 class Trainer:
@@ -261,16 +273,17 @@ class Trainer:
         if is_better(value, p.best_value, higher, self.cfg.early_stop.min_delta):
             p.best_value, p.best_step, p.bad_validations = value, p.step, 0
             self._export("best.pt", {"best_metric": metric, "validation": values})
-            log.info("step %d: %s %.4f (new best)", p.step, metric, value)
+            log.info("step %d: %s %.4f (new best)%s", p.step, metric, value, _baseline(values))
         else:
             p.bad_validations += 1
             log.info(
-                "step %d: %s %.4f (best %.4f at %s)",
+                "step %d: %s %.4f (best %.4f at %s)%s",
                 p.step,
                 metric,
                 value,
                 p.best_value or float("nan"),
                 p.best_step,
+                _baseline(values),
             )
         es = self.cfg.early_stop
         return es.enabled and p.bad_validations >= es.patience
@@ -371,4 +384,8 @@ class Trainer:
             shown = {k.removeprefix("loss_"): f"{v:.4g}" for k, v in values.items() if "loss" in k}
             shown["samples/s"] = f"{values['samples_per_s']:.1f}"
             bar.set_postfix(shown, refresh=False)
+            if isinstance(bar, LineProgress):  # not a terminal: one log line per log window
+                bar.note(
+                    f"step {self.progress.step}: " + ", ".join(f"{k}={v}" for k, v in shown.items())
+                )
         return values

@@ -20,6 +20,8 @@ from pipeline.models import precision as P
 from pipeline.models.drle import DRLE
 from pipeline.models.fused import FusedDRLE
 
+pytestmark = pytest.mark.cpu_class
+
 
 def _cap(bf16_runs: bool, native: bool) -> C.Capability:
     real = C.capability("cpu")

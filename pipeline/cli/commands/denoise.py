@@ -10,7 +10,7 @@ import typer
 from pipeline.errors import ExitCode
 
 if TYPE_CHECKING:
-    from pipeline.infer.plan import Plan
+    from pipeline.infer.plan import Plan, PlanItem
 
 
 def register(app: typer.Typer) -> None:
@@ -98,6 +98,19 @@ def denoise_merge(out: Path = typer.Argument(..., help="Output folder of `ldct d
     return ExitCode.PARTIAL_FAILURE if failed else ExitCode.OK
 
 
+def _plan_label(plan: Plan, it: PlanItem) -> str:
+    """What a run would do with one item: skip, other shard, done (verified; skipped), DENOISE."""
+    from pipeline.infer.publish import verify_completed
+
+    if not it.selected:
+        return "skip"
+    if it.shard != plan.shard_index:
+        return "other shard"
+    if verify_completed(it.out_dir, it.fingerprint) is not None:
+        return "done"
+    return "DENOISE"
+
+
 def _print_plan(plan: Plan, name: str, sha: str, kind: str = "weights") -> None:
     r = plan.rules
     typer.echo(f"Model: {name} ({kind} sha256 {sha[:16]}...)")
@@ -108,17 +121,16 @@ def _print_plan(plan: Plan, name: str, sha: str, kind: str = "weights") -> None:
         f"skip_own_outputs={r.skip_own_outputs} skip_derived={r.skip_derived}  "
         "(override with --set selection.KEY=VALUE)"
     )
-    for it in plan.items:
+    labels = [_plan_label(plan, it) for it in plan.items]
+    for it, what in zip(plan.items, labels, strict=True):
         f = it.facts
-        if not it.selected:
-            what = "skip"
-        else:
-            what = "DENOISE" if it.shard == plan.shard_index else "other shard"
         why = f" ({it.skip_reason})" if it.skip_reason else ""
         typer.echo(
             f"  {what:<11} {f.n_slices:>4} x {f.rows}x{f.columns}  {f.description!r}  "
             f"{f.folder} -> {it.out_dir.relative_to(plan.out_root)}{why}"
         )
+    if labels.count("done"):
+        typer.echo(f"  {labels.count('done')} series already done (verified): a rerun skips them")
     for sf in plan.skipped_files[:50]:
         typer.echo(f"  file skipped: {sf.path}: {sf.reason}")
     if len(plan.skipped_files) > 50:
