@@ -1,7 +1,9 @@
 """What ``ldct denoise`` will do: discovered series, selection rules, shards and output paths.
 
-Output folders are named from hashes of validated UIDs only (``OUT/st-<hash>/se-<hash>-<model>``),
-never from PatientID or other free text, and every path is checked to stay inside ``OUT``.
+Output folders are named from hashes of validated UIDs only
+(``OUT/dicom/st-<hash>/se-<hash>-<model>`` for the DICOM files, the same relative path under
+``OUT/series`` for the marker and NIfTI), never from PatientID or other free text, and every
+path is checked to stay inside ``OUT``.
 An output folder inside an input folder (or the reverse) is refused: a rerun would read its own
 outputs. The same plan, printed by ``--dry-run``, drives the real run.
 """
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
 from pipeline.infer.config import DenoiseConfig, SelectionRules
+from pipeline.infer.publish import DICOM_DIR, RECORD_DIR
 from pipeline.io.suspect import record_flags
 from pipeline.utils.files import ensure_inside, is_within
 
@@ -129,8 +132,9 @@ class PlanItem:
     facts: SeriesFacts
     skip_reason: str  # "" = selected
     shard: int
-    out_dir: Path
+    out_dir: Path  # the DICOM folder, OUT/dicom/<rel>
     fingerprint: str
+    record_dir: Path = Path()  # marker + NIfTI, OUT/series/<rel>
 
     @property
     def selected(self) -> bool:
@@ -185,11 +189,20 @@ def fingerprint(facts: SeriesFacts, model_sha256: str, cfg: DenoiseConfig) -> st
     return _h(json.dumps(blob, sort_keys=True), 32)
 
 
-def output_dir(out_root: Path, facts: SeriesFacts, model_sha256: str) -> Path:
-    """``OUT/st-<study hash>/se-<series key>-<model hash>``: hashes only, checked inside OUT."""
+def series_rel(facts: SeriesFacts, model_sha256: str) -> Path:
+    """``st-<study hash>/se-<series key>-<model hash>``: hashes only."""
     study = _h(facts.study_uid if valid_uid(facts.study_uid) else f"invalid|{facts.study_uid}")
-    path = out_root / f"st-{study}" / f"se-{facts.key}-{model_sha256[:8] or 'nomodel'}"
-    return ensure_inside(out_root, path)
+    return Path(f"st-{study}") / f"se-{facts.key}-{model_sha256[:8] or 'nomodel'}"
+
+
+def output_dir(out_root: Path, facts: SeriesFacts, model_sha256: str) -> Path:
+    """The series' DICOM folder ``OUT/dicom/st-<study hash>/se-<key>-<model hash>``."""
+    return ensure_inside(out_root, out_root / DICOM_DIR / series_rel(facts, model_sha256))
+
+
+def record_dir(out_root: Path, facts: SeriesFacts, model_sha256: str) -> Path:
+    """The series' marker/NIfTI folder ``OUT/series/st-<study hash>/se-<key>-<model hash>``."""
+    return ensure_inside(out_root, out_root / RECORD_DIR / series_rel(facts, model_sha256))
 
 
 def build_plan(
@@ -218,6 +231,7 @@ def build_plan(
                 shard=shard_of(facts.key, shard[1]),
                 out_dir=output_dir(out_root, facts, model_sha256),
                 fingerprint=fingerprint(facts, model_sha256, cfg),
+                record_dir=record_dir(out_root, facts, model_sha256),
             )
         )
     items.sort(key=lambda i: (str(i.facts.folder), i.facts.key))

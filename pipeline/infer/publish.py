@@ -1,10 +1,15 @@
 """Publish a series atomically: write into a staging folder inside OUT, verify, then rename.
 
-A series folder becomes visible only through one ``os.rename`` of a complete, verified staging
-folder that already holds its completion marker (``.ldct-complete.json``: input fingerprint, model
-hash, every file's SHA-256). So a run killed at any point (``kill -9``) leaves no half-written
-series, only a hidden staging folder that the next run removes. On a rerun, a series whose marker
-matches the same input fingerprint and whose files still hash to the recorded values is skipped.
+Output layout: the DICOM files of a series go to ``OUT/dicom/<rel>/`` (nothing else is ever
+written under ``OUT/dicom``, so a DICOM tool can send that tree as it is), its record -- the
+completion marker ``.ldct-complete.json`` (input fingerprint, model hash, every file's SHA-256)
+and the NIfTI file -- to ``OUT/series/<rel>/``. A staging folder holds both parts
+(``dicom/`` and ``series/``); publishing renames the DICOM part into place first and the record
+part last, so the marker appearing is the commit: a run killed at any point (``kill -9``) leaves
+no half-written folder (each rename is atomic), at most a complete DICOM folder without its
+marker, which the next run redoes, and a hidden staging folder that the next run removes. On a
+rerun, a series whose marker matches the same input fingerprint and whose files still hash to
+the recorded values is skipped.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ log = logging.getLogger(__name__)
 
 MARKER = ".ldct-complete.json"
 STAGING_DIR = ".ldct-staging"
+#: top-level folder of OUT that holds DICOM files only
+DICOM_DIR = "dicom"
+#: top-level folder of OUT that holds each series' marker and NIfTI file
+RECORD_DIR = "series"
 
 
 @dataclass
@@ -80,53 +89,86 @@ def clean_stale_staging(out_root: Path) -> list[Path]:
     return removed
 
 
-def hash_files(folder: Path) -> dict[str, str]:
+def hash_files(folder: Path, prefix: str = "") -> dict[str, str]:
     """SHA-256 of every regular file below ``folder`` (names relative, marker excluded)."""
     out: dict[str, str] = {}
+    if not folder.is_dir():
+        return out
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != MARKER:
-            out[p.relative_to(folder).as_posix()] = sha256_file(p)
+            out[prefix + p.relative_to(folder).as_posix()] = sha256_file(p)
     return out
 
 
-def publish(staging: Path, final: Path, completion: Completion, out_root: Path) -> Path:
-    """Write the marker into ``staging`` and rename it to ``final`` (replacing a stale one)."""
-    ensure_inside(out_root, final)
-    completion.files = hash_files(staging)
-    atomic_write_text(staging / MARKER, json.dumps(asdict(completion), indent=1))
+def _series_files(dicom: Path, record: Path) -> dict[str, str]:
+    """Hashes of a series' files: ``dicom/<name>`` for DICOM, ``<name>`` for the record part."""
+    return {**hash_files(record), **hash_files(dicom, f"{DICOM_DIR}/")}
+
+
+def staging_parts(staging: Path) -> tuple[Path, Path]:
+    """(DICOM part, record part) of a staging folder."""
+    return staging / DICOM_DIR, staging / RECORD_DIR
+
+
+def _replace(src: Path, final: Path, out_root: Path) -> None:
+    """Rename ``src`` to ``final``, moving an earlier ``final`` away first (renames are atomic)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
-        # an earlier output that failed verification: move it away first (rename is atomic)
-        trash = out_root / STAGING_DIR / f"replaced-{final.name}.{secrets.token_hex(4)}"
-        os.rename(final, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.rename(staging, final)
-    return final
+        _replace_with_nothing(final, out_root)
+    os.rename(src, final)
 
 
-def read_completion(final: Path) -> Completion | None:
-    """The marker of a published folder, or None if absent/unreadable."""
+def publish(
+    staging: Path, dicom_final: Path, record_final: Path, completion: Completion, out_root: Path
+) -> Path:
+    """Write the marker into the staging record part, rename the DICOM part (if any) to
+    ``dicom_final`` and then the record part to ``record_final``; returns ``record_final``."""
+    ensure_inside(out_root, dicom_final)
+    ensure_inside(out_root, record_final)
+    dicom, record = staging_parts(staging)
+    record.mkdir(parents=True, exist_ok=True)
+    completion.files = _series_files(dicom, record)
+    atomic_write_text(record / MARKER, json.dumps(asdict(completion), indent=1))
+    if dicom.is_dir():
+        _replace(dicom, dicom_final, out_root)
+    elif dicom_final.exists():  # an earlier run wrote DICOM; this one does not (format nifti)
+        _replace_with_nothing(dicom_final, out_root)
+    _replace(record, record_final, out_root)
+    shutil.rmtree(staging, ignore_errors=True)  # empty now
+    return record_final
+
+
+def _replace_with_nothing(final: Path, out_root: Path) -> None:
+    """Move ``final`` away (one rename) and delete it."""
+    trash = out_root / STAGING_DIR / f"replaced-{final.name}.{secrets.token_hex(4)}"
+    os.rename(final, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_completion(record: Path) -> Completion | None:
+    """The marker of a published record folder, or None if absent/unreadable."""
     try:
-        data = json.loads((final / MARKER).read_text(encoding="utf-8"))
+        data = json.loads((record / MARKER).read_text(encoding="utf-8"))
         return Completion(**data)
     except (OSError, ValueError, TypeError):
         return None
 
 
-def verify_completed(final: Path, fingerprint: str) -> Completion | None:
-    """The marker if ``final`` is a complete output of the same inputs/model, else None.
+def verify_completed(record: Path, dicom: Path, fingerprint: str) -> Completion | None:
+    """The marker if the series is a complete output of the same inputs/model, else None.
 
-    Every recorded file must exist with its recorded SHA-256 and no extra file may be present.
+    Every recorded file (record part and DICOM part) must exist with its recorded SHA-256 and
+    no extra file may be present in either folder.
     """
-    comp = read_completion(final)
+    comp = read_completion(record)
     if comp is None or comp.fingerprint != fingerprint:
         return None
     try:
-        current = hash_files(final)
+        current = _series_files(dicom, record)
     except OSError:
         return None
     if current != comp.files:
-        log.warning("%s: files changed since they were written; redoing the series", final)
+        log.warning("%s: files changed since they were written; redoing the series", dicom)
         return None
     return comp
 

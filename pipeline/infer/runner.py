@@ -119,7 +119,7 @@ class SeriesRunner:
         """Manifest paths of a completed series (empty for a format that was not written)."""
         return {
             "output_path": str(item.out_dir) if self.cfg.format.dicom else "",
-            "nifti_path": str(item.out_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
+            "nifti_path": str(item.record_dir / NIFTI_NAME) if self.cfg.format.nifti else "",
         }
 
     def _model_kw(self) -> dict[str, object]:
@@ -157,7 +157,7 @@ class SeriesRunner:
 
     def _write_stage(self, item: PlanItem, sink: SeriesSink, plan_desc: str) -> ManifestRow:
         """Writer thread, after every batch of ``sink`` was written: publish and report."""
-        comp = sink.publish(item.fingerprint, item.out_dir)
+        comp = sink.publish(item.fingerprint, item.out_dir, item.record_dir)
         return _row(
             item,
             Status.OK,
@@ -174,7 +174,7 @@ class SeriesRunner:
     # -- driver -----------------------------------------------------------------------------
     def resume_row(self, item: PlanItem) -> ManifestRow | None:
         """A 'skipped' row if the series was already completed and verifies, else None."""
-        comp = verify_completed(item.out_dir, item.fingerprint)
+        comp = verify_completed(item.record_dir, item.out_dir, item.fingerprint)
         if comp is None:
             return None
         return _row(

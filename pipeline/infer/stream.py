@@ -21,7 +21,7 @@ import pydicom
 
 from pipeline.data.intensity import AIR_HU
 from pipeline.errors import DicomError
-from pipeline.infer.publish import Completion, discard, new_staging, publish
+from pipeline.infer.publish import Completion, discard, new_staging, publish, staging_parts
 from pipeline.io.derived_header import DerivedInfo
 from pipeline.io.volume import CTVolume
 from pipeline.io.write import DerivedSeriesWriter
@@ -63,7 +63,7 @@ class SeriesSink:
             if self.options.dicom:
                 self.writer = DerivedSeriesWriter(
                     self.vol,
-                    self.staging,
+                    staging_parts(self.staging)[0],
                     series_description=self.options.series_description,
                     derivation_description=self.options.derivation_description,
                     uid_key=self.options.uid_key,
@@ -89,8 +89,9 @@ class SeriesSink:
         finally:
             self.write_s += time.perf_counter() - t0
 
-    def publish(self, fingerprint: str, final: Path) -> Completion:
-        """After every slice was written: NIfTI, marker, atomic rename to ``final``."""
+    def publish(self, fingerprint: str, final: Path, record: Path) -> Completion:
+        """After every slice was written: NIfTI, marker, atomic renames to ``final`` (DICOM)
+        and ``record`` (marker + NIfTI)."""
         t0 = time.perf_counter()
         try:
             staging = self._open()
@@ -102,7 +103,9 @@ class SeriesSink:
                     f"writer produced {len(written.paths)} files for {self.vol.shape[0]} slices"
                 )
             if self.options.nifti:
-                write_nifti(self.vol, staging / NIFTI_NAME)
+                record_part = staging_parts(staging)[1]
+                record_part.mkdir(parents=True, exist_ok=True)
+                write_nifti(self.vol, record_part / NIFTI_NAME)
             comp = Completion(
                 fingerprint=fingerprint,
                 series_key=self.key,
@@ -110,7 +113,7 @@ class SeriesSink:
                 n_slices=self.vol.shape[0],
                 n_clipped=written.n_clipped if written else 0,
             )
-            publish(staging, final, comp, self.out_root)
+            publish(staging, final, record, comp, self.out_root)
         except BaseException:
             self.discard()
             raise

@@ -36,7 +36,7 @@ def cohort(tmp_path: Path) -> Path:
 
 
 def _series_dirs(out: Path) -> list[Path]:
-    return sorted(p for p in out.glob("st-*/se-*") if p.is_dir())
+    return sorted(p for p in out.glob("dicom/st-*/se-*") if p.is_dir())
 
 
 def test_identity_round_trip_and_safety(cohort: Path, tmp_path: Path, run_cli: Callable) -> None:
@@ -72,7 +72,13 @@ def test_identity_round_trip_and_safety(cohort: Path, tmp_path: Path, run_cli: C
             s.sop_instance_uid for s in src.slices
         }
         assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
-        assert (Path(row["output_path"]) / MARKER).is_file()
+        out_dicom = Path(row["output_path"])
+        assert {p.suffix for p in out_dicom.iterdir()} == {".dcm"}  # DICOM files only
+        record = out.resolve() / "series" / out_dicom.relative_to(out.resolve() / "dicom")
+        assert (record / MARKER).is_file()
+    # OUT/dicom holds DICOM files and nothing else (a DICOM tool can send it as it is)
+    in_dicom = [p for p in (out / "dicom").rglob("*") if p.is_file()]
+    assert in_dicom and all(pydicom.dcmread(p).SOPClassUID for p in in_dicom)
     # rerun: everything already done is skipped (verified), UIDs unchanged, nothing duplicated
     res2 = run_cli("denoise", cohort, "--out", out, "--model", ckpt, *SET)
     assert res2.exit_code == 0

@@ -14,11 +14,13 @@ from pipeline.infer.config import DenoiseConfig, parse_shard, resolve_shard
 from pipeline.infer.manifest import ManifestRow, merge_parts, write_part
 from pipeline.infer.plan import build_plan, check_paths, shard_of
 from pipeline.infer.publish import (
+    MARKER,
     STAGING_DIR,
     Completion,
     clean_stale_staging,
     new_staging,
     publish,
+    staging_parts,
     verify_completed,
 )
 from pipeline.io.discover import scan
@@ -64,9 +66,10 @@ def test_output_names_are_hashes_inside_out(tmp_path: Path) -> None:
     plan = build_plan(res.series, res.skipped, out, DenoiseConfig(), "ab" * 32)
     (item,) = plan.items
     rel = item.out_dir.relative_to(out.resolve())
-    assert len(rel.parts) == 2
-    assert rel.parts[0].startswith("st-") and rel.parts[1].startswith("se-")
+    assert len(rel.parts) == 3 and rel.parts[0] == "dicom"
+    assert rel.parts[1].startswith("st-") and rel.parts[2].startswith("se-")
     assert all(c.isalnum() or c == "-" for c in "".join(rel.parts))
+    assert item.record_dir.relative_to(out.resolve()).parts == ("series", *rel.parts[1:])
 
 
 def test_check_paths(tmp_path: Path) -> None:
@@ -99,17 +102,26 @@ def test_manifest_parts_merge_latest_row_wins(tmp_path: Path) -> None:
 def test_publish_verify_and_tamper(tmp_path: Path) -> None:
     out = tmp_path / "out"
     staging = new_staging(out, "key1")
-    (staging / "IM00001.dcm").write_bytes(b"payload")
-    final = out / "st-x" / "se-key1"
-    publish(staging, final, Completion("fp1", "key1", "1.2.3", 1, 0), out)
+    dicom_part, record_part = staging_parts(staging)
+    dicom_part.mkdir()
+    record_part.mkdir()
+    (dicom_part / "IM00001.dcm").write_bytes(b"payload")
+    (record_part / "denoised.nii.gz").write_bytes(b"nifti")
+    final, record = out / "dicom" / "st-x" / "se-key1", out / "series" / "st-x" / "se-key1"
+    publish(staging, final, record, Completion("fp1", "key1", "1.2.3", 1, 0), out)
     assert not staging.exists()
-    assert verify_completed(final, "fp1") is not None
-    assert verify_completed(final, "other-fingerprint") is None
+    assert sorted(p.name for p in final.iterdir()) == ["IM00001.dcm"]  # DICOM only
+    assert sorted(p.name for p in record.iterdir()) == [MARKER, "denoised.nii.gz"]
+    assert verify_completed(record, final, "fp1") is not None
+    assert verify_completed(record, final, "other-fingerprint") is None
     (final / "IM00001.dcm").write_bytes(b"changed")
-    assert verify_completed(final, "fp1") is None
+    assert verify_completed(record, final, "fp1") is None
     (final / "IM00001.dcm").write_bytes(b"payload")
     (final / "extra.dcm").write_bytes(b"x")
-    assert verify_completed(final, "fp1") is None
+    assert verify_completed(record, final, "fp1") is None
+    (final / "extra.dcm").unlink()
+    (record / "denoised.nii.gz").write_bytes(b"changed")
+    assert verify_completed(record, final, "fp1") is None
 
 
 def test_stale_staging_of_dead_process_removed(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ _SLOW_CLI = textwrap.dedent(
 
 
 def _published(out: Path) -> list[Path]:
-    return sorted(p for p in out.glob("st-*/se-*") if p.is_dir())
+    """DICOM folders of published series (their record folder holds the marker)."""
+    records = [p for p in out.glob("series/st-*/se-*") if (p / MARKER).is_file()]
+    return sorted(out / "dicom" / p.relative_to(out / "series") for p in records)
 
 
 def test_kill_9_then_resume(tmp_path: Path, run_cli: Callable) -> None:
@@ -58,7 +60,7 @@ def test_kill_9_then_resume(tmp_path: Path, run_cli: Callable) -> None:
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            staging = list((out / STAGING_DIR).glob("*/*.dcm")) if out.exists() else []
+            staging = list((out / STAGING_DIR).glob("*/dicom/*.dcm")) if out.exists() else []
             if _published(out) and staging:
                 proc.send_signal(signal.SIGKILL)
                 killed_mid_write = True
@@ -72,9 +74,10 @@ def test_kill_9_then_resume(tmp_path: Path, run_cli: Callable) -> None:
     visible = _published(out)
     assert 1 <= len(visible) < 4
     for d in visible:  # everything visible is complete and verifies
-        comp = read_completion(d)
-        assert comp is not None and (d / MARKER).is_file()
-        assert verify_completed(d, comp.fingerprint) is not None
+        record = out / "series" / d.relative_to(out / "dicom")
+        comp = read_completion(record)
+        assert comp is not None
+        assert verify_completed(record, d, comp.fingerprint) is not None
         assert len(list(d.glob("*.dcm"))) == 4
     assert list((out / STAGING_DIR).iterdir())  # the half-written series sits in staging only
 

@@ -86,7 +86,7 @@ def test_failure_in_one_series_does_not_stop_the_batch(four_series: Path, tmp_pa
     status = {r.series_key: (r.status, r.reason) for r in rows}
     assert status[bad][0] == "failed" and "simulated decoder failure" in status[bad][1]
     assert sorted(s for s, _ in status.values()) == ["failed", "ok", "ok", "ok"]
-    assert len(list((tmp_path / "out").glob("st-*/se-*"))) == 3
+    assert len(list((tmp_path / "out").glob("dicom/st-*/se-*"))) == 3
 
 
 class _AddOne(nn.Module):

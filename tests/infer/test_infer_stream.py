@@ -110,7 +110,7 @@ def test_model_failure_mid_series_leaves_nothing_visible(tmp_path: Path) -> None
     (row,) = runner.run()
     assert row.status == "failed" and row.reason.startswith("infer:")
     assert "simulated model failure" in row.reason
-    assert not list(out.glob("st-*/se-*"))
+    assert not list(out.glob("dicom/st-*/se-*"))
     assert not list((out / STAGING_DIR).iterdir())  # the partly written staging folder is gone
 
 
@@ -129,5 +129,5 @@ def test_writer_failure_mid_series_leaves_nothing_visible(
     (row,) = runner.run()
     assert row.status == "failed" and row.reason.startswith("write:")
     assert "simulated disk full" in row.reason
-    assert not list(out.glob("st-*/se-*"))
+    assert not list(out.glob("dicom/st-*/se-*"))
     assert not list((out / STAGING_DIR).iterdir())

@@ -106,7 +106,7 @@ def _plan_label(plan: Plan, it: PlanItem) -> str:
         return "skip"
     if it.shard != plan.shard_index:
         return "other shard"
-    if verify_completed(it.out_dir, it.fingerprint) is not None:
+    if verify_completed(it.record_dir, it.out_dir, it.fingerprint) is not None:
         return "done"
     return "DENOISE"
 
