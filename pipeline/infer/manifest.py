@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.errors import LdctError
 from pipeline.utils.files import atomic_write_text
+from pipeline.utils.text import printable
 
 PARTS_DIR = "manifest.parts"
 MANIFEST_JSON = "manifest.json"
@@ -64,8 +65,16 @@ class ManifestRow:
     source_lossy: bool = False
     shard: str = ""
     finished_at: float = 0.0
+    #: slices absent from an ok series denoised with ``allow_incomplete`` (file: reason; ...)
+    missing: str = ""
 
     def __post_init__(self) -> None:
+        # byte-safe: names with invalid UTF-8 or control characters are escaped (\xNN, \n),
+        # so the CSV/JSON can always be written and read back (pipeline.utils.text)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, str):
+                setattr(self, f.name, printable(v))
         if self.status not in {s.value for s in Status}:
             raise LdctError(f"manifest status must be ok|skipped|failed, found {self.status!r}")
         if not self.finished_at:

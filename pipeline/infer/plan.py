@@ -152,6 +152,8 @@ class Plan:
     shard_index: int = 0
     shard_count: int = 1
     notes: list[str] = field(default_factory=list)
+    #: series of which every file was skipped at scan (reported as failed, never dropped)
+    lost_series: list[Any] = field(default_factory=list)
 
     def mine(self) -> list[PlanItem]:
         """Items of this process's shard (selected or not: each shard reports its own)."""
@@ -212,6 +214,7 @@ def build_plan(
     cfg: DenoiseConfig,
     model_sha256: str,
     shard: tuple[int, int] = (0, 1),
+    lost_series: list[Any] | None = None,
 ) -> Plan:
     """Apply the selection rules and the shard split; name every output."""
     out_root = out_root.resolve()
@@ -235,4 +238,7 @@ def build_plan(
             )
         )
     items.sort(key=lambda i: (str(i.facts.folder), i.facts.key))
-    return Plan(out_root, items, skipped_files, cfg.selection, shard[0], shard[1])
+    return Plan(
+        out_root, items, skipped_files, cfg.selection, shard[0], shard[1],
+        lost_series=list(lost_series or []),
+    )  # fmt: skip

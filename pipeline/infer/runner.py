@@ -24,13 +24,14 @@ from pipeline.errors import DicomError, LdctError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 from pipeline.infer.manifest import ManifestRow, Status
-from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem
+from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem, shard_of
 from pipeline.infer.publish import clean_stale_staging, verify_completed
 from pipeline.infer.stream import NIFTI_NAME, SeriesSink, SinkOptions
 from pipeline.io.derived_header import DerivedInfo, series_description
 from pipeline.io.suspect import is_lossy
 from pipeline.io.volume import CTVolume
 from pipeline.utils.progress import progress_bar
+from pipeline.utils.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,23 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _lost_text(s: dict[str, str]) -> str:
+    what = "skipped at scan" if s.get("stage") == "scan" else "undecodable"
+    return f"{Path(s['path']).name} {what} ({s['reason']})"
+
+
 def incomplete_reasons(vol: CTVolume) -> list[str]:
-    """Why a read volume lacks slices: undecodable files dropped by the reader, or z gaps."""
-    out = [
-        f"{Path(s['path']).name} undecodable ({s['reason']})"
-        for s in vol.meta.get("skipped_files") or []
-    ]
+    """Why a read volume lacks slices: files of the series the scan could not use, files
+    dropped by the decoder, or z gaps between the slices that remain."""
+    out = [_lost_text(s) for s in vol.meta.get("skipped_files") or []]
     out += [w for w in vol.warnings if w.startswith("missing slices")]
     return out
+
+
+def scan_incomplete(record: object) -> list[str]:
+    """Lost files a scanned series is known to miss before reading it."""
+    lost = getattr(record, "lost", None) or []
+    return [_lost_text({"path": str(s.path), "reason": s.reason, "stage": "scan"}) for s in lost]
 
 
 def _row(item: PlanItem, status: Status, reason: str, shard: str, **kw: object) -> ManifestRow:
@@ -75,6 +85,36 @@ def _row(item: PlanItem, status: Status, reason: str, shard: str, **kw: object) 
         source_lossy=is_lossy(f.flags),
         shard=shard,
         **kw,  # type: ignore[arg-type]
+    )
+
+
+def _incomplete(problems: list[str]) -> DicomError:
+    shown = "; ".join(problems[:10]) + (
+        f"; +{len(problems) - 10} more" if len(problems) > 10 else ""
+    )
+    return DicomError(
+        f"series incomplete ({len(problems)} problem(s)), not denoised (set allow_incomplete: "
+        f"true to denoise the slices that remain): {shown}"
+    )
+
+
+def lost_row(lost: object, shard: str) -> ManifestRow:
+    """The failed row of a series of which every file was skipped at scan."""
+    from pipeline.infer.plan import _h
+
+    study = str(getattr(lost, "study_uid", ""))
+    series = str(getattr(lost, "series_uid", ""))
+    folder = Path(getattr(lost, "folder", ""))
+    files = getattr(lost, "files", [])
+    return ManifestRow(
+        series_key=_h(printable(f"lost|{study}|{series}|{folder}"), 16),
+        input_path=str(folder),
+        status=Status.FAILED.value,
+        reason=f"scan: {getattr(lost, 'reason', '')}",
+        study_uid=study,
+        source_series_uid=series,
+        n_slices=len(files),
+        shard=shard,
     )
 
 
@@ -106,13 +146,13 @@ class SeriesRunner:
     # -- stages ---------------------------------------------------------------------------
     def _read_stage(self, item: PlanItem) -> _Timed:
         t0 = time.perf_counter()
+        known = scan_incomplete(item.record)
+        if known and not self.cfg.allow_incomplete:  # refuse before decoding anything
+            raise _incomplete(known)
         vol = self._read(item.record)
         problems = incomplete_reasons(vol)
         if problems and not self.cfg.allow_incomplete:
-            raise DicomError(
-                "series incomplete, not denoised (set allow_incomplete: true to denoise the "
-                "slices that remain): " + "; ".join(problems)
-            )
+            raise _incomplete(problems)
         return _Timed(vol, time.perf_counter() - t0)
 
     def _output_kw(self, item: PlanItem) -> dict[str, str]:
@@ -205,6 +245,10 @@ class SeriesRunner:
         n_done = sum(r.status == Status.SKIPPED.value and bool(r.derived_series_uid) for r in rows)
         if n_done:
             log.info("%d series already completed and verified: skipped (resume)", n_done)
+        for lost in getattr(self.plan, "lost_series", []):
+            row = lost_row(lost, self.shard)
+            if shard_of(row.series_key, self.plan.shard_count) == self.plan.shard_index:
+                rows.append(row)
         if todo:
             rows += _Pipeline(self, todo).run()
         return rows
@@ -234,6 +278,7 @@ class _Pipeline:
         self.writes: deque[tuple[PlanItem, Future[ManifestRow], dict[str, float]]] = deque()
         self.rows: list[ManifestRow] = []
         self.n_todo = len(todo)
+        self.missing: dict[str, str] = {}  # series key -> absent slices (allow_incomplete)
         self.bar = progress_bar(
             desc="denoise", total=sum(i.facts.n_slices for i in todo), unit="slice"
         )
@@ -272,6 +317,7 @@ class _Pipeline:
             try:
                 row = fut.result()
                 row.read_s, row.infer_s = times["read_s"], times["infer_s"]
+                row.missing = self.missing.pop(item.facts.key, "")
             except Exception as exc:
                 row = self.r.failed(item, "write", exc, **times)
             self._finish(item, row)
@@ -313,6 +359,8 @@ class _Pipeline:
                     "infer_s": round(time.perf_counter() - t0, 3),
                 }
                 self._drain_writes(max(0, self.depth - 1))
+                # non-empty only with allow_incomplete: the manifest names what is absent
+                self.missing[item.facts.key] = "; ".join(incomplete_reasons(vol))
                 job = writer.submit(self.r._write_stage, item, sink, plan_desc)
                 self.writes.append((item, job, times))
                 del vol, timed, sink, stream

@@ -21,6 +21,7 @@ from pipeline.infer.engine import Denoiser
 from pipeline.infer.manifest import MANIFEST_CSV, ManifestRow, Status, merge_parts, write_part
 from pipeline.infer.plan import Plan
 from pipeline.infer.runner import SeriesRunner
+from pipeline.utils.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,13 @@ class SessionSummary:
 
 
 def exit_code_for(rows: list[ManifestRow]) -> int:
-    """0 all ok/skipped; 3 if every attempted series failed to read; 1 if any failed."""
+    """0 all ok/skipped; 3 if every attempted series failed to scan or read; 1 if any failed."""
     failed = [r for r in rows if r.status == Status.FAILED.value]
     if not failed:
         return ExitCode.OK
     attempted = [r for r in rows if r.status != Status.SKIPPED.value]
-    if all(r.reason.startswith("read:") for r in failed) and len(failed) == len(attempted):
+    unreadable = ("read:", "scan:")
+    if all(r.reason.startswith(unreadable) for r in failed) and len(failed) == len(attempted):
         return ExitCode.INPUT
     return ExitCode.PARTIAL_FAILURE
 
@@ -58,7 +60,7 @@ def run_info(plan: Plan, cfg: DenoiseConfig, denoiser: Denoiser) -> dict[str, An
         "config": config_to_dict(cfg),
         "config_hash": config_hash(cfg),
         "shard": f"{plan.shard_index}/{plan.shard_count}",
-        "skipped_files": [[str(s.path), s.reason] for s in plan.skipped_files],
+        "skipped_files": [[printable(s.path), printable(s.reason)] for s in plan.skipped_files],
         "finished_at": time.time(),
     }
 

@@ -23,7 +23,7 @@ from pipeline.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ScanResult", "SeriesRecord", "SkippedFile", "iter_files", "scan"]
+__all__ = ["LostSeries", "ScanResult", "SeriesRecord", "SkippedFile", "iter_files", "scan"]
 
 
 @dataclass
@@ -36,6 +36,16 @@ class SeriesRecord:
     #: 1-based part number when a series was split by orientation/size/spacing, else None
     part: int | None = None
     warnings: list[str] = field(default_factory=list)
+    #: files the scan saw for this series but could not use (damaged, unreadable, invalid):
+    #: by their own UIDs, or (no UIDs readable) by sharing a folder with the series' files
+    lost: list[SkippedFile] = field(default_factory=list)
+    #: reasons the whole series must be refused (conflicting duplicates, mixed rescale)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every file the scan saw for this series is usable."""
+        return not self.lost
 
     @property
     def frames(self) -> list[FrameRef]:
@@ -86,12 +96,43 @@ class SeriesRecord:
 
 
 @dataclass
+class LostSeries:
+    """A series (or a folder of would-be slices) of which every file was skipped.
+
+    ``study_uid``/``series_uid`` are "" when no header could be read (e.g. permissions);
+    the files are then grouped by folder.
+    """
+
+    study_uid: str
+    series_uid: str
+    folder: Path
+    files: list[SkippedFile]
+
+    @property
+    def label(self) -> str:
+        return self.series_uid or f"unreadable files in {self.folder}"
+
+    @property
+    def reason(self) -> str:
+        """One line: how many files, and the first few reasons."""
+        shown = "; ".join(f"{s.path.name}: {s.reason}" for s in self.files[:3])
+        more = f"; +{len(self.files) - 3} more" if len(self.files) > 3 else ""
+        return f"every file of this series was skipped ({len(self.files)} file(s): {shown}{more})"
+
+
+@dataclass
 class ScanResult:
-    """What ``scan`` found: CT series and the files it did not use (with reasons)."""
+    """What ``scan`` found: CT series and the files it did not use (with reasons).
+
+    Accounting: every file the scan saw is in a series, in ``skipped``, or both (a skipped
+    file that may be a lost slice of a series is also in that series' ``lost``);
+    ``lost_series`` are series of which no file was usable.
+    """
 
     series: list[SeriesRecord]
     skipped: list[SkippedFile]
     n_files: int = 0
+    lost_series: list[LostSeries] = field(default_factory=list)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path | SkippedFile]:
@@ -181,7 +222,48 @@ def scan(paths: Iterable[str | Path] | str | Path) -> ScanResult:
     for skip in skipped:
         log.debug("skip %s: %s", skip.path, skip.reason)
     series, dup_skips = group_series(headers)
-    return ScanResult(series, skipped + dup_skips, n_files)
+    lost = account_lost(series, skipped)
+    return ScanResult(series, skipped + dup_skips, n_files, lost)
+
+
+def account_lost(series: list[SeriesRecord], skipped: list[SkippedFile]) -> list[LostSeries]:
+    """Attach each possibly-lost skipped file to its series; the rest become lost series.
+
+    A file whose header gave its UIDs belongs to the series with those UIDs (every part of a
+    split series). A file without readable UIDs (permission denied, empty, cut header) may
+    belong to any series with files in the same folder, so it counts against each of them.
+    """
+    by_uid: dict[tuple[str, str], list[SeriesRecord]] = {}
+    by_folder: dict[Path, list[SeriesRecord]] = {}
+    for rec in series:
+        by_uid.setdefault((rec.study_uid, rec.series_uid), []).append(rec)
+        for folder in dict.fromkeys(fh.path.parent for fh in rec.files):
+            by_folder.setdefault(folder, []).append(rec)
+    lost: dict[tuple[str, str, Path], LostSeries] = {}
+    for skip in skipped:
+        if not skip.lost:
+            continue
+        if skip.series_uid:
+            owners = by_uid.get((skip.study_uid, skip.series_uid), [])
+            key = (skip.study_uid, skip.series_uid, Path())
+        else:
+            owners = by_folder.get(skip.path.parent, [])
+            key = ("", "", skip.path.parent)
+        for rec in owners:
+            rec.lost.append(skip)
+        if not owners:
+            if key not in lost:
+                lost[key] = LostSeries(key[0], key[1], skip.path.parent, [])
+            lost[key].files.append(skip)
+    for rec in series:
+        if rec.lost:
+            rec.warnings.append(
+                f"incomplete: {len(rec.lost)} file(s) of this series skipped at scan ("
+                + "; ".join(f"{s.path.name}: {s.reason}" for s in rec.lost[:3])
+                + (f"; +{len(rec.lost) - 3} more" if len(rec.lost) > 3 else "")
+                + ")"
+            )
+    return sorted(lost.values(), key=lambda ls: (str(ls.folder), ls.series_uid))
 
 
 @contextlib.contextmanager
@@ -211,19 +293,32 @@ def group_series(headers: list[FileHeader]) -> tuple[list[SeriesRecord], list[Sk
     skipped: list[SkippedFile] = []
     for (study, series), files in groups.items():
         unique: dict[str, FileHeader] = {}
+        conflicts: list[str] = []
         for fh in files:
             uid = fh.frames[0].sop_instance_uid
-            if uid in unique:
+            if uid not in unique:
+                unique[uid] = fh
+                continue
+            differs = _duplicate_conflict(unique[uid], fh)
+            if differs:
+                conflicts.append(
+                    f"conflicting duplicate SOPInstanceUID {uid}: {unique[uid].path.name} and "
+                    f"{fh.path.name} differ ({differs})"
+                )
+                skipped.append(
+                    SkippedFile(fh.path, f"conflicting duplicate of {unique[uid].path} "
+                                f"(same SOPInstanceUID, {differs})")
+                )  # fmt: skip
+            else:
                 skipped.append(
                     SkippedFile(fh.path, f"duplicate of {unique[uid].path} (same SOPInstanceUID)")
                 )
-            else:
-                unique[uid] = fh
         parts: dict[tuple[object, ...], list[FileHeader]] = {}
         for fh in unique.values():
             parts.setdefault(_split_key(fh), []).append(fh)
+        errors = _first_conflicts(conflicts)
         if len(parts) == 1:
-            records.append(SeriesRecord(study, series, list(unique.values())))
+            records.append(SeriesRecord(study, series, list(unique.values()), errors=errors))
             continue
         keys = sorted(parts, key=lambda k: str(parts[k][0].path))
         note = (
@@ -231,12 +326,74 @@ def group_series(headers: list[FileHeader]) -> tuple[list[SeriesRecord], list[Sk
             "spacing differ between its files"
         )
         for i, k in enumerate(keys, start=1):
-            records.append(SeriesRecord(study, series, parts[k], part=i, warnings=[note]))
+            records.append(
+                SeriesRecord(study, series, parts[k], part=i, warnings=[note], errors=list(errors))
+            )
+    for rec in records:
+        mixed = _mixed_rescale(rec)
+        if mixed:
+            rec.errors.append(mixed)
     for rec in records:
         for fh in rec.files:
             rec.warnings.extend(f"{fh.path.name}: {w}" for w in fh.warnings)
     records.sort(key=_sort_key)
     return records, skipped
+
+
+def _first_conflicts(conflicts: list[str], n: int = 3) -> list[str]:
+    if len(conflicts) <= n:
+        return conflicts
+    return [*conflicts[:n], f"... {len(conflicts) - n} more conflicting duplicate(s)"]
+
+
+def _duplicate_conflict(a: FileHeader, b: FileHeader) -> str:
+    """What differs between two files with one SOPInstanceUID ("" = the same image)."""
+    fa, fb = a.frames, b.frames
+    if len(fa) != len(fb):
+        return f"{len(fa)} vs {len(fb)} frames"
+    for x, y in zip(fa, fb, strict=True):
+        if x.position_mm != y.position_mm:
+            return f"ImagePositionPatient {list(x.position_mm)} vs {list(y.position_mm)}"
+        if x.rescale != y.rescale:
+            return "rescale differs"
+    if (a.rows, a.columns) != (b.rows, b.columns):
+        return f"size {a.rows}x{a.columns} vs {b.rows}x{b.columns}"
+    native = a.pixel_offset is not None and b.pixel_offset is not None
+    if native and (a.pixel_length != b.pixel_length or not _same_bytes(a, b)):
+        return "pixel data differ"
+    return ""
+
+
+def _same_bytes(a: FileHeader, b: FileHeader) -> bool:
+    """Native pixel data of two files byte-equal (read in blocks; only for duplicates)."""
+    try:
+        with open(a.path, "rb") as fa, open(b.path, "rb") as fb:
+            fa.seek(int(a.pixel_offset or 0))
+            fb.seek(int(b.pixel_offset or 0))
+            left = int(a.pixel_length or 0)
+            while left > 0:
+                n = min(left, 1 << 20)
+                if fa.read(n) != fb.read(n):
+                    return False
+                left -= n
+    except OSError:
+        return False
+    return True
+
+
+def _mixed_rescale(rec: SeriesRecord) -> str:
+    """Refusal reason when some planes have a rescale (or LUT) and others none."""
+    frames = rec.frames
+    bare = [f for f in frames if f.rescale.source == "none"]
+    if not bare or len(bare) == len(frames):
+        return ""
+    names = ", ".join(dict.fromkeys(f.path.name for f in bare[:3]))
+    more = f" +{len(bare) - 3} more" if len(bare) > 3 else ""
+    return (
+        f"rescale inconsistent across the series: {len(bare)} of {len(frames)} slices have no "
+        f"RescaleSlope/RescaleIntercept ({names}{more}) while the others have them; their HU "
+        "would be wrong by the intercept"
+    )
 
 
 def _split_key(fh: FileHeader) -> tuple[object, ...]:

@@ -40,14 +40,26 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 _ORTHO_TOL = 1e-3
 #: larger decoded pixel data in one file is refused (hostile or corrupt Rows/Columns/frames)
 MAX_PIXEL_BYTES = 2 * 2**30
+#: CT plausibility: larger Rows or Columns are refused before any decoding (decompression
+#: bombs such as 8192 x 8192 RLE files); ``LDCT_MAX_MATRIX`` raises the limit
+MAX_MATRIX = int(os.environ.get("LDCT_MAX_MATRIX", "4096"))
 
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file that is not part of any CT series, and why (one readable sentence)."""
+    """A file that is not part of any CT series, and why (one readable sentence).
+
+    ``lost`` is True when the file may be a slice that a series lost (unreadable, damaged or
+    invalid header), False when it is deliberately not used (not DICOM, not CT, a scout, a
+    dose report, an identical duplicate). ``study_uid``/``series_uid`` are the file's own
+    UIDs when its header could be read that far, so the scan can account for it.
+    """
 
     path: Path
     reason: str
+    lost: bool = False
+    study_uid: str = ""
+    series_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,16 +113,40 @@ def read_header(path: Path) -> FileHeader | SkippedFile:
 
 def _read_header(path: Path) -> FileHeader | SkippedFile:
     try:
-        return _validate(path, *_open(path))
+        ds, size, fast = _open(path)
     except _Skip as skip:
-        return SkippedFile(path, str(skip))
+        return SkippedFile(path, str(skip), lost=skip.lost)
+    try:
+        return _validate(path, ds, size, fast)
+    except _Skip as skip:
+        return SkippedFile(path, str(skip), skip.lost, *_uids(ds))
     except Exception as exc:  # malformed values deep inside the header
         log.debug("header validation failed for %s", path, exc_info=True)
-        return SkippedFile(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
+        reason = f"malformed DICOM header ({type(exc).__name__}: {exc})"
+        return SkippedFile(path, reason, True, *_uids(ds))
+
+
+def _uids(ds: Dataset) -> tuple[str, str]:
+    """(StudyInstanceUID, SeriesInstanceUID) of a header that failed validation, or ""."""
+    out = []
+    for name in ("StudyInstanceUID", "SeriesInstanceUID"):
+        try:
+            out.append(str(value(ds, name) or "").strip())
+        except Exception:  # a malformed element: the file stays unattributed
+            out.append("")
+    return out[0], out[1]
 
 
 class _Skip(Exception):
-    """Internal: the file is not usable; the message is the skip reason."""
+    """Internal: the file is not usable; the message is the skip reason.
+
+    ``lost=True`` (the default): the file may be a slice its series needed (damaged,
+    unreadable, invalid); ``lost=False``: deliberately not used (not DICOM, not CT, ...).
+    """
+
+    def __init__(self, reason: str, *, lost: bool = True) -> None:
+        super().__init__(reason)
+        self.lost = lost
 
 
 def _open(path: Path) -> tuple[Dataset, int, bool]:
@@ -135,7 +171,8 @@ def _open(path: Path) -> tuple[Dataset, int, bool]:
                 # force=True accepts almost anything; keep it only if it looks like an image
                 if "SOPClassUID" not in ds and "Rows" not in ds:
                     raise _Skip(
-                        "not a DICOM file (no 'DICM' marker and no recognisable image header)"
+                        "not a DICOM file (no 'DICM' marker and no recognisable image header)",
+                        lost=False,
                     ) from None
                 return ds, size, False
     except _Skip:
@@ -143,7 +180,7 @@ def _open(path: Path) -> tuple[Dataset, int, bool]:
     except PermissionError:
         raise _Skip("cannot read file: permission denied") from None
     except IsADirectoryError:
-        raise _Skip("is a directory") from None
+        raise _Skip("is a directory", lost=False) from None
     except OSError as exc:
         raise _Skip(f"cannot read file ({exc.strerror or exc})") from None
     except Exception as exc:  # pydicom raises many kinds on garbage
@@ -172,17 +209,18 @@ def _validate(path: Path, ds: Dataset, size: int, vrs_checked: bool = False) -> 
         raise _Skip(f"malformed DICOM header ({bad})")
     kind = classify_sop(ds)
     if kind is not None:
-        raise _Skip(kind)
+        raise _Skip(kind, lost=False)
     modality = str(value(ds, "Modality") or "").strip().upper()
     sop = str(value(ds, "SOPClassUID") or "")
     if not modality and not sop:
         raise _Skip("incomplete DICOM header: no Modality and no SOPClassUID (truncated file?)")
     if modality != "CT" and not sop.startswith("1.2.840.10008.5.1.4.1.1.2"):
         raise _Skip(
-            f"not CT (Modality {modality or 'missing'}, SOP class {_sop_name(sop) or 'missing'})"
+            f"not CT (Modality {modality or 'missing'}, SOP class {_sop_name(sop) or 'missing'})",
+            lost=False,
         )
     if is_localizer(ds):
-        raise _Skip(f"localizer/scout image (ImageType {_image_type(ds)})")
+        raise _Skip(f"localizer/scout image (ImageType {_image_type(ds)})", lost=False)
     raw = ds._dict.get(PIXEL_DATA_TAG)
     if raw is None:
         if any(t in ds._dict for t in _OTHER_PIXEL_TAGS):
@@ -197,6 +235,11 @@ def _validate(path: Path, ds: Dataset, size: int, vrs_checked: bool = False) -> 
     photometric = str(value(ds, "PhotometricInterpretation") or "").strip().upper()
     if rows <= 0 or cols <= 0:
         raise _Skip(f"contradicting tags: Rows x Columns = {rows} x {cols}")
+    if max(rows, cols) > MAX_MATRIX:
+        raise _Skip(
+            f"implausible matrix for CT: Rows x Columns = {rows} x {cols} (limit "
+            f"{MAX_MATRIX} x {MAX_MATRIX}; set LDCT_MAX_MATRIX to allow larger images)"
+        )
     if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise _Skip(
             f"not a greyscale image (SamplesPerPixel {spp}, PhotometricInterpretation "
@@ -252,6 +295,12 @@ def _check_pixel_length(
             raise _Skip(
                 f"pixel data too short: {length} bytes, Rows x Columns x frames x "
                 f"BitsAllocated/8 needs {expected}"
+            )
+        if length > expected + (expected & 1):  # one pad byte makes an odd length even
+            hint = f" ({length / expected:g} x the declared size)" if length % expected == 0 else ""
+            raise _Skip(
+                f"pixel data length {length} bytes does not match Rows x Columns x frames x "
+                f"BitsAllocated/8 = {expected}{hint}: BitsAllocated, Rows or Columns are wrong"
             )
         if tell is not None:
             if tell + expected > size:

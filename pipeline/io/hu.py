@@ -29,6 +29,12 @@ PADDING_HU = -1000.0
 #: below this HU a voxel is padding, not tissue or air (air is -1000; noise in air at low dose
 #: stays well above; vendors pad with -2000/-2048/-3024 HU)
 PADDING_THRESHOLD_HU = -1500.0
+#: above this a value is not a CT number (metal reaches ~3071 on 12-bit, 30710 on extended
+#: scales); more means a wrong rescale or signedness
+MAX_PLAUSIBLE_HU = 32000.0
+#: a CT series holds air somewhere (outside the body, lungs, bowel): without any voxel at or
+#: below this HU the rescale is almost certainly wrong (e.g. intercept 0 instead of -1024)
+AIR_CHECK_HU = -500.0
 
 
 @dataclass(frozen=True)
@@ -203,3 +209,58 @@ def _compare(stored: np.ndarray, bound: int, op: np.ufunc, out: np.ndarray | Non
         out[...] = fill
         return out
     return op(stored, stored.dtype.type(clipped), out=out)
+
+
+@dataclass
+class HuStats:
+    """What the plausibility check needs from a block of converted planes."""
+
+    max_hu: float  # NaN/inf when any value is non-finite
+    has_air: bool  # any non-padding voxel <= AIR_CHECK_HU
+    has_tissue: bool  # any non-padding voxel at all
+
+    @staticmethod
+    def of(hu: np.ndarray, mask: np.ndarray) -> HuStats:
+        if hu.size == 0:
+            return HuStats(-np.inf, False, False)
+        top = float(np.max(hu))  # padding was set to PADDING_HU: it never raises the max
+        tissue = ~mask
+        return HuStats(top, bool(np.any((hu <= AIR_CHECK_HU) & tissue)), bool(np.any(tissue)))
+
+
+def plausibility_problem(
+    stats: list[HuStats], rescales: set[Rescale], pixel_representation: int, bits_stored: int
+) -> str:
+    """Why converted HU are not plausible CT numbers ("" when they are).
+
+    Checks: all finite, nothing above :data:`MAX_PLAUSIBLE_HU`, some tissue above the padding
+    threshold, and air (<= :data:`AIR_CHECK_HU`) somewhere in the series.
+    """
+    rescale = ", ".join(
+        sorted(f"slope {r.slope:g} / intercept {r.intercept:g}" for r in rescales)[:3]
+    )
+    top = max((s.max_hu for s in stats), default=-np.inf)
+    if any(not np.isfinite(s.max_hu) and s.max_hu != -np.inf for s in stats):
+        return f"HU not finite after rescale ({rescale}): RescaleSlope/Intercept unusable"
+    if top > MAX_PLAUSIBLE_HU:
+        hint = ""
+        if pixel_representation == 0 and bits_stored >= 16:
+            hint = (
+                "; PixelRepresentation 0 (unsigned): two's complement (signed) data declared "
+                "unsigned?"
+            )
+        return (
+            f"HU up to {top:.6g} beyond the physical range of CT (<= {MAX_PLAUSIBLE_HU:.0f} HU "
+            f"even on extended scales) with {rescale}{hint}"
+        )
+    if not any(s.has_tissue for s in stats):
+        return (
+            f"every voxel is below {PADDING_THRESHOLD_HU:.0f} HU (padding) with {rescale}: no "
+            "image, or a wrong rescale"
+        )
+    if not any(s.has_air for s in stats):
+        return (
+            f"no air anywhere in the series (no voxel <= {AIR_CHECK_HU:.0f} HU outside padding; "
+            f"CT air is about -1000 HU) with {rescale}: rescale or signedness wrong?"
+        )
+    return ""

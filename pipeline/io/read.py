@@ -22,7 +22,14 @@ from pipeline.io.decode import default_workers
 from pipeline.io.discover import ScanResult, SeriesRecord, scan
 from pipeline.io.geometry import header_warnings, sort_slices
 from pipeline.io.header import FileHeader, FrameRef
-from pipeline.io.hu import PADDING_HU, padding_mask, padding_spec, stored_to_hu
+from pipeline.io.hu import (
+    PADDING_HU,
+    HuStats,
+    padding_mask,
+    padding_spec,
+    plausibility_problem,
+    stored_to_hu,
+)
 from pipeline.io.stack import decode_stack
 from pipeline.io.tags import value
 from pipeline.io.volume import CTVolume, SliceInfo
@@ -60,13 +67,25 @@ META_TAGS = (
 
 
 def read_series(
-    record: SeriesRecord, workers: int | None = None, *, isolate: bool = True
+    record: SeriesRecord,
+    workers: int | None = None,
+    *,
+    isolate: bool = True,
+    check_plausible: bool = True,
 ) -> CTVolume:
     """Decode and assemble one series; undecodable files are skipped with their reason.
 
     ``workers`` bounds the decoder processes (default: all cores); ``isolate=False`` decodes
     compressed files in this process (faster start, no protection against decoder crashes).
+    A series whose HU are not plausible CT numbers is refused with a :class:`DicomError`
+    (:func:`pipeline.io.hu.plausibility_problem`); ``check_plausible=False`` reads it anyway
+    (for derived data known to be extreme, e.g. a test's deliberately clipped output).
     """
+    if record.errors:
+        raise DicomError(
+            f"series {record.label} refused: " + "; ".join(record.errors),
+            path=record.files[0].path.parent,
+        )
     by_path = {fh.path: fh for fh in record.files}
     thickness = _float(value(record.files[0].header, "SliceThickness"))
     # geometry comes from the headers: sort first, then decode straight into place
@@ -84,9 +103,25 @@ def read_series(
             )
         stored = stored[ok]
         geom = sort_slices(frames, default_thickness_mm=thickness)  # now with the gaps
-    hu, mask = _to_hu(stored, frames, workers)
+    hu, mask, stats = _to_hu(stored, frames, workers)
+    head = by_path[frames[0].path]
+    problem = plausibility_problem(
+        stats, {f.rescale for f in frames}, head.pixel_representation, head.bits_stored
+    )
+    if problem and check_plausible:
+        raise DicomError(
+            f"series {record.label} refused: implausible pixel values: {problem}",
+            path=record.files[0].path.parent,
+        )
+    for s in skipped:
+        s["stage"] = "decode"
+    skipped = [
+        {"path": str(s.path), "reason": s.reason, "stage": "scan"} for s in record.lost
+    ] + skipped
     warnings = list(record.warnings)
-    warnings += [f"skipped {Path(s['path']).name}: {s['reason']}" for s in skipped]
+    warnings += [
+        f"skipped {Path(s['path']).name}: {s['reason']}" for s in skipped if s["stage"] != "scan"
+    ]
     warnings += geom.warnings + header_warnings(frames)
     for w in warnings:
         log.info("%s: %s", record.label, w)
@@ -147,8 +182,9 @@ def only_series(result: ScanResult, path: str | Path) -> SeriesRecord:
 
 def _to_hu(
     stored: np.ndarray, frames: list[FrameRef], workers: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """HU and padding mask, vectorised over runs of planes that share rescale and padding.
+) -> tuple[np.ndarray, np.ndarray, list[HuStats]]:
+    """HU, padding mask and plausibility stats, vectorised over runs of planes that share
+    rescale and padding.
 
     Contiguous runs are converted in place, in chunks of slices spread over a few threads
     (numpy releases the GIL), so the conversion runs at memory speed on every core.
@@ -164,27 +200,29 @@ def _to_hu(
         else:
             tasks.append((idx, rescale, spec))
 
-    def convert(task: tuple[Any, Any, Any]) -> None:
+    def convert(task: tuple[Any, Any, Any]) -> HuStats:
         sel, rescale, spec = task
         if isinstance(sel, slice):
             h, m = hu[sel], mask[sel]
-            stored_to_hu(stored[sel], rescale, out=h)
+            with np.errstate(over="ignore", invalid="ignore"):  # judged by the stats below
+                stored_to_hu(stored[sel], rescale, out=h)
             if padding_mask(stored[sel], rescale, spec, out=m).any():
                 np.copyto(h, np.float32(PADDING_HU), where=m)
         else:
-            h = stored_to_hu(stored[sel], rescale)
+            with np.errstate(over="ignore", invalid="ignore"):
+                h = stored_to_hu(stored[sel], rescale)
             m = padding_mask(stored[sel], rescale, spec)
             h[m] = PADDING_HU
             hu[sel], mask[sel] = h, m
+        return HuStats.of(h, m)
 
     threads = min(len(tasks), workers or default_workers(), 8)
     if threads <= 1:
-        for task in tasks:
-            convert(task)
+        stats = [convert(task) for task in tasks]
     else:
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(convert, tasks))
-    return hu, mask
+            stats = list(pool.map(convert, tasks))
+    return hu, mask, stats
 
 
 def _groups(keys: list[Any]) -> Iterable[tuple[Any, list[int]]]:

@@ -109,5 +109,8 @@ def test_clipped_voxels_are_counted(tmp_path: Path) -> None:
     vol = read_series(res.series[0], workers=1, isolate=False)
     n_inside = int((~vol.padding_mask).sum())  # padding is restored, not clipped
     assert row.status == "ok" and row.n_clipped == n_inside > 0
-    out = read_series(scan([row.output_path]).series[0], workers=1, isolate=False)
+    derived = scan([row.output_path]).series[0]
+    with pytest.raises(DicomError, match="no air anywhere in the series"):
+        read_series(derived, workers=1, isolate=False)  # all tissue clipped to 3071: implausible
+    out = read_series(derived, workers=1, isolate=False, check_plausible=False)
     assert np.all(out.hu[~vol.padding_mask] == 3071.0)  # clipped to the 12-bit maximum

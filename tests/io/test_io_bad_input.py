@@ -77,7 +77,8 @@ def _rewrite(path: Path, **tags: object) -> Path:
         ({"ImagePositionPatient": None}, "missing required tag ImagePositionPatient"),
         ({"PixelData": None}, "no pixel data"),
         ({"SamplesPerPixel": 3}, "not a greyscale image"),
-        ({"Rows": 65535, "Columns": 65535}, "implausible image size"),
+        ({"Rows": 65535, "Columns": 65535}, "implausible matrix for CT: Rows x Columns"),
+        ({"Rows": 4096, "Columns": 4096, "NumberOfFrames": 80}, "implausible image size"),
         ({"NumberOfFrames": 0}, "contradicting tags: NumberOfFrames 0"),
     ],
 )

@@ -74,9 +74,11 @@ def test_every_decoder_via_retagged_twins(tmp_path: Path, name: str) -> None:
     ds = pydicom.dcmread(get_testdata_file(name, download=False))
     ds.Modality = "CT"
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    # MR_small has no rescale and no value near air: as CT it needs the usual intercept, or the
+    # plausibility check refuses it (no air anywhere); MR signal 0 becomes -1024 HU
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
     out = tmp_path / "ct.dcm"
     ds.save_as(out)
     vol = read_volume(out)
-    # MR_small has no rescale: stored values are the "HU"; nothing below the padding threshold
-    np.testing.assert_array_equal(vol.hu[0], oracle.astype(np.float32))
-    assert vol.meta["RescaleSources"] == ["none"]
+    np.testing.assert_array_equal(vol.hu[0], oracle.astype(np.float32) - 1024)
+    assert vol.meta["RescaleSources"] == ["rescale"]

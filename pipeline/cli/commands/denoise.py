@@ -71,12 +71,15 @@ def denoise(
     denoiser = load_denoiser(cfg, source)
     index, count = resolve_shard(cfg.shard)
     result = scan(inputs)
-    plan = build_plan(result.series, result.skipped, out_root, cfg, denoiser.sha256, (index, count))
+    plan = build_plan(
+        result.series, result.skipped, out_root, cfg, denoiser.sha256, (index, count),
+        lost_series=result.lost_series,
+    )  # fmt: skip
     if dry_run:
         kind = "config" if is_classical(cfg.model) else "weights"
         _print_plan(plan, f"{denoiser.name} ({denoiser.precision})", denoiser.sha256, kind)
         return ExitCode.OK
-    if not result.series:
+    if not result.series and not result.lost_series:
         raise DicomError(
             f"no CT series found under {', '.join(map(str, inputs))} "
             f"({len(result.skipped)} file(s) skipped; --dry-run lists why)"
@@ -131,6 +134,8 @@ def _print_plan(plan: Plan, name: str, sha: str, kind: str = "weights") -> None:
         )
     if labels.count("done"):
         typer.echo(f"  {labels.count('done')} series already done (verified): a rerun skips them")
+    for lost in plan.lost_series:
+        typer.echo(f"  FAIL        {lost.label} in {lost.folder}: {lost.reason}")
     for sf in plan.skipped_files[:50]:
         typer.echo(f"  file skipped: {sf.path}: {sf.reason}")
     if len(plan.skipped_files) > 50:

@@ -46,11 +46,22 @@ def inspect(
         _describe(rec, headers_only, workers)
         for rec in progress(result.series, desc="reading series", unit="series")
     ]
+    lost = [
+        {
+            "study_uid": ls.study_uid,
+            "series_uid": ls.series_uid,
+            "folder": str(ls.folder),
+            "reason": ls.reason,
+            "files": [{"path": str(s.path), "reason": s.reason} for s in ls.files],
+        }
+        for ls in result.lost_series
+    ]
     if as_json:
         doc = {
             "n_files": result.n_files,
             "series": rows,
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in result.skipped],
+            "lost_series": lost,
         }
         typer.echo(json.dumps(doc, indent=2, default=str))
     else:
@@ -93,10 +104,14 @@ def _describe(rec: SeriesRecord, headers_only: bool, workers: int | None) -> dic
         "lossy": False,
         "warnings": list(rec.warnings),
         "skipped_files": [],
-        "error": None,
+        # files of this series the scan saw but could not use (the series is incomplete)
+        "lost_files": [{"path": str(s.path), "reason": s.reason} for s in rec.lost],
+        "error": "; ".join(rec.errors) if rec.errors else None,
         "folder": str(first.path.parent),
     }
     row["lossy"] = is_lossy(row["flags"])
+    if rec.errors:
+        return row
     try:
         if headers_only:
             geom = sort_slices(rec.frames)
@@ -127,6 +142,9 @@ def _ts_name(uid: str) -> str:
 def _print_text(result: ScanResult, rows: list[dict[str, Any]], max_skipped: int) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from pipeline.utils.text import printable
 
     console = Console(width=None if _is_tty() else 160, soft_wrap=False)
     studies: dict[str, list[dict[str, Any]]] = {}
@@ -134,14 +152,20 @@ def _print_text(result: ScanResult, rows: list[dict[str, Any]], max_skipped: int
         studies.setdefault(row["study_uid"], []).append(row)
     console.print(
         f"{result.n_files} file(s) examined: {len(rows)} CT series in {len(studies)} "
-        f"stud{'y' if len(studies) == 1 else 'ies'}, {len(result.skipped)} file(s) skipped"
+        f"stud{'y' if len(studies) == 1 else 'ies'}, {len(result.skipped)} file(s) skipped",
+        markup=False,
+        highlight=False,
     )
     n = 0
     for study_uid, srows in studies.items():
         head = srows[0]
         table = Table(
-            title=f"Study {study_uid}  patient {head['patient_id'] or '?'} "
-            f"({head['patient_name'] or 'no name'})  {head['study_description']}",
+            title=Text(
+                printable(
+                    f"Study {study_uid}  patient {head['patient_id'] or '?'} "
+                    f"({head['patient_name'] or 'no name'})  {head['study_description']}"
+                )
+            ),
             title_justify="left",
         )
         for col in ("#", "series", "description", "slices", "size", "spacing z/y/x mm",
@@ -157,7 +181,7 @@ def _print_text(result: ScanResult, rows: list[dict[str, Any]], max_skipped: int
             table.add_row(
                 str(n),
                 f"{number}{part}",
-                row["description"],
+                Text(printable(row["description"])),
                 str(row["slices"]),
                 f"{row['rows']}x{row['columns']}",
                 spacing,
@@ -167,22 +191,34 @@ def _print_text(result: ScanResult, rows: list[dict[str, Any]], max_skipped: int
             if row["error"]:
                 notes.append(f"  [{n}] ERROR: {row['error']}")
             notes += [f"  [{n}] suspect input: {f}" for f in row["flags"]]
+            if row["lost_files"]:
+                notes.append(
+                    f"  [{n}] INCOMPLETE: {len(row['lost_files'])} file(s) of this series not "
+                    "usable (denoise refuses it unless allow_incomplete):"
+                )
+                notes += [f"  [{n}]   {f['path']}: {f['reason']}" for f in row["lost_files"]]
             notes += [f"  [{n}] warning: {w}" for w in row["warnings"]]
             notes.append(f"  [{n}] {row['series_uid']} in {row['folder']}")
         console.print(table)
         for line in notes:
-            console.print(line, markup=False, highlight=False)
+            console.print(printable(line), markup=False, highlight=False)
+    for ls in result.lost_series:
+        console.print(
+            printable(f"LOST series {ls.label} in {ls.folder}: {ls.reason}"),
+            markup=False,
+            highlight=False,
+        )
     if result.skipped:
         console.print(f"Skipped {len(result.skipped)} file(s):")
         for s in result.skipped[:max_skipped]:
-            console.print(f"  {s.path}: {s.reason}", markup=False, highlight=False)
+            console.print(printable(f"  {s.path}: {s.reason}"), markup=False, highlight=False)
         if len(result.skipped) > max_skipped:
             counts: dict[str, int] = {}
             for s in result.skipped[max_skipped:]:
                 counts[s.reason] = counts.get(s.reason, 0) + 1
             console.print(f"  ... and {len(result.skipped) - max_skipped} more:")
             for reason, count in sorted(counts.items(), key=lambda kv: -kv[1]):
-                console.print(f"    {count} x {reason}", markup=False, highlight=False)
+                console.print(printable(f"    {count} x {reason}"), markup=False, highlight=False)
 
 
 def _is_tty() -> bool:
