@@ -200,3 +200,23 @@ def test_only_lost_series_exit_3(tmp_path: Path, run_cli: Callable) -> None:
     (row,) = json.loads((out / "manifest.json").read_text())["rows"]
     assert row["status"] == "failed" and row["reason"].startswith("scan: every file")
     assert row["source_series_uid"]  # the UIDs were readable from the cut files
+
+
+def test_any_bytes_in_names_reach_the_manifest_escaped(tmp_path: Path, run_cli: Callable) -> None:
+    """Folder and file names with invalid UTF-8 and a newline: published, manifest written."""
+    import csv
+
+    weird = b"p\xff\xfe\nname\x1b".decode("utf-8", "surrogateescape")
+    paths = write_series(tmp_path / "in" / weird, n_slices=3)
+    paths[0].rename(paths[0].with_name(b"IM\xe9\n1.dcm".decode("utf-8", "surrogateescape")))
+    out = tmp_path / "out"
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    res = run_cli("denoise", tmp_path / "in", "--out", out, "--model", ckpt, *SET)
+    assert res.exit_code == 0, res.stdout + res.stderr
+    with open(out / "manifest.csv", encoding="utf-8", newline="") as fp:
+        (row,) = list(csv.DictReader(fp))
+    assert row["status"] == "ok"
+    assert row["input_path"].endswith("/p\\xff\\xfe\\nname\\x1b")
+    (jrow,) = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rows"]
+    assert jrow["input_path"] == row["input_path"]
+    assert read_volume(jrow["output_path"]).shape == (3, 32, 32)

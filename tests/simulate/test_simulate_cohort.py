@@ -112,6 +112,7 @@ def test_simulate_cli_refuses_non_ct(run_cli, tmp_path: Path) -> None:
 
 def test_simulate_cli_refuses_cropped_fov(run_cli, tmp_path: Path) -> None:
     hu = np.full((2, 48, 48), 40.0, dtype=np.float32)  # body fills the image: cropped
+    hu[:, 20:26, 20:26] = -1000.0  # some air inside (e.g. bowel): a plausible CT series
     write_new_series(
         hu,
         (2.0, 2.0, 2.0),
