@@ -58,6 +58,49 @@ def denoise_rows(denoised: Path | None) -> dict[str, dict[str, Any]]:
     return {str(r.get("derived_series_uid")): r for r in rows if isinstance(r, dict)}
 
 
+def guardrail_row(
+    patient: str,
+    low_meta: dict[str, Any],
+    low_spacing_mm: tuple[float, float, float],
+    manifest_row: dict[str, Any],
+    envelope: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Why this patient's input needs review (pipeline.models.envelope), from the denoise
+    manifest when it recorded it, else from the low-dose header (+ ``--checkpoint``'s envelope)."""
+    from pipeline.models.envelope import (
+        SeriesFacts,
+        TrainingEnvelope,
+        guardrail_notes,
+        review_reasons,
+    )
+
+    facts = SeriesFacts.from_meta(low_meta, low_spacing_mm)
+    if "review_reasons" in manifest_row:
+        reasons = [r for r in str(manifest_row.get("review_reasons") or "").split("; ") if r]
+        notes = [r for r in str(manifest_row.get("review_notes") or "").split("; ") if r]
+        source = "denoise manifest"
+    else:
+        env = TrainingEnvelope.from_dict(envelope) if envelope else None
+        reasons = review_reasons(env, facts)
+        notes = guardrail_notes(env, facts, learned=env is not None)
+        source = "input header" + (" + checkpoint envelope" if env else "")
+    return {
+        "patient": patient,
+        "source": source,
+        "n_reasons": len(reasons),
+        "reasons": "; ".join(reasons),
+        "notes": "; ".join(notes),
+        "lossy": bool(facts.lossy) if facts.lossy is not None else True,
+        "pixel_spacing_mm": float(low_spacing_mm[1]),
+        "slice_thickness_mm": facts.slice_thickness_mm,
+        "kvp": facts.kvp,
+        "ctdivol_mgy": facts.ctdivol_mgy,
+        "kernel": facts.kernel or "",
+        "manufacturer": str(low_meta.get("Manufacturer") or ""),
+        "model_name": str(low_meta.get("ManufacturerModelName") or ""),
+    }
+
+
 def tile_stride_from(tiling: str) -> int | None:
     """The tile stride (px) from a manifest ``tiling`` text such as ``'tile=256 stride=224'``."""
     m = _STRIDE_RE.search(tiling or "")
@@ -75,6 +118,7 @@ def checkpoint_info(path: Path | None) -> dict[str, Any]:
     vgg = {k: v for k, v in (extra or {}).items() if "vgg" in str(k).lower()}
     return {
         "checkpoint": str(path),
+        "training_envelope": (extra or {}).get("training_envelope"),
         "model_name": ck.model_cfg.get("name"),
         "model_hash": ck.model_hash,
         "model_sha256": ck.sha256,

@@ -33,6 +33,7 @@ from pipeline.evaluate.profiles import (
 from pipeline.evaluate.provenance import (
     checkpoint_info,
     denoise_rows,
+    guardrail_row,
     now_utc,
     package_versions,
     tile_stride_from,
@@ -45,7 +46,9 @@ from pipeline.utils.progress import progress
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-TABLES = ("per_slice", "per_patient", "cohort", "tests", "roi", "qa", "nps", "inserts")
+TABLES = (
+    "per_slice", "per_patient", "cohort", "tests", "roi", "qa", "nps", "inserts", "guardrails",
+)  # fmt: skip
 TABLES_ARTIFACTS = ("artifact_slices", "artifacts")
 
 
@@ -143,6 +146,7 @@ def evaluate(
     pairing = pair_inputs(low, full, denoised)
     problems = list(pairing.problems)
     manifest = denoise_rows(Path(denoised) if denoised is not None else None)
+    ckpt = checkpoint_info(Path(checkpoint) if checkpoint else None)
     rows: dict[str, list[Any]] = {k: [] for k in (*TABLES, *TABLES_ARTIFACTS)}
     patients_info: list[dict[str, Any]] = []
     models: dict[str, dict[str, Any]] = {}
@@ -159,11 +163,13 @@ def evaluate(
         px = (float(ref.spacing_mm[1]), float(ref.spacing_mm[2]))
         stride = tile_stride_px
         whole_slices = False  # the denoise manifest says no tiling -> no tile seams possible
+        mrow: dict[str, Any] = {}
         if item.denoised is not None:
             mrow = manifest.get(item.denoised.series_uid, {})
             if mrow:
                 models[item.patient] = {
-                    k: mrow.get(k) for k in ("model_name", "model_sha256", "precision", "tiling")
+                    k: mrow.get(k)
+                    for k in ("model_name", "model_sha256", "precision", "tiling", "review_reasons")
                 }
                 stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
                 whole_slices = str(mrow.get("tiling", "")).strip() == "whole slices"
@@ -179,6 +185,16 @@ def evaluate(
             slice_pos_mm=slice_positions_mm(ref),
         )
         rows["inserts"] += qa.task_rows(item.patient, hu, inserts, geo, nps, qarows)
+        low_vol = vols["low"]
+        rows["guardrails"].append(
+            guardrail_row(
+                item.patient,
+                low_vol.meta,
+                low_vol.spacing_mm,
+                mrow,
+                ckpt.get("training_envelope"),
+            )
+        )
         rows["roi"] += roi
         rows["nps"] += nps
         rows["qa"] += qarows
@@ -217,7 +233,7 @@ def evaluate(
         "thresholds": thresholds.__dict__,
         "provenance": {
             "models": models,
-            **checkpoint_info(Path(checkpoint) if checkpoint else None),
+            **ckpt,
             "packages": package_versions(),
         },
         "tables": {k: [f"{k}.csv", f"{k}.parquet"] for k in tables},
@@ -248,6 +264,7 @@ def _build_tables(rows: dict[str, list[Any]]) -> dict[str, pd.DataFrame]:
         "qa": pd.DataFrame(rows["qa"]),
         "nps": pd.DataFrame(rows["nps"]),
         "inserts": pd.DataFrame(rows["inserts"], columns=INSERT_COLUMNS),
+        "guardrails": pd.DataFrame(rows["guardrails"]),
     }
     if rows["artifacts"]:
         tables["artifact_slices"] = pd.DataFrame(rows["artifact_slices"])

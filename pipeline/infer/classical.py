@@ -37,6 +37,8 @@ class ClassicalDenoiser(Denoiser):
     CPU. ``sigmas_hu`` keeps the noise SD used for each slice of the last volume.
     """
 
+    learned = False  # no training envelope applies
+
     def __init__(self, name: str, cfg: ClassicalConfig | None = None) -> None:
         key = name.strip().lower()
         if key not in METHODS:

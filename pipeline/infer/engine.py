@@ -20,6 +20,7 @@ from torch import nn
 from pipeline.data.intensity import hu_to_model, model_to_hu
 from pipeline.infer.config import TilingConfig
 from pipeline.infer.tiling import tiled_apply
+from pipeline.models.envelope import TrainingEnvelope
 from pipeline.utils.shapes import check_shape
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,11 @@ class Denoiser:
     fast path for DRL-E), inputs and outputs stay fp32. ``name``/``version``/``sha256``
     identify the model in derived series and manifests.
     """
+
+    #: the model's training envelope (``extra["training_envelope"]``), None when not recorded
+    envelope: TrainingEnvelope | None = None
+    #: False for non-learned denoisers (no training envelope applies)
+    learned: bool = True
 
     def __init__(
         self,

@@ -63,6 +63,7 @@ def load_denoiser(cfg: DenoiseConfig, source: ModelSource | None = None) -> Deno
     (CPU, float64; an explicit ``bf16`` precision is refused, as it cannot apply)."""
     from pipeline.models.checkpoint import load_checkpoint
     from pipeline.models.classical import is_classical
+    from pipeline.models.envelope import envelope_from_extra
 
     if is_classical(cfg.model):
         from pipeline.infer.classical import ClassicalDenoiser
@@ -74,7 +75,7 @@ def load_denoiser(cfg: DenoiseConfig, source: ModelSource | None = None) -> Deno
     src = source or resolve_model_path(cfg)
     device = resolve_device(cfg.device)
     ckpt = load_checkpoint(src.path, map_location="cpu")
-    return make_denoiser(
+    den = make_denoiser(
         ckpt.model,
         cfg,
         device=device,
@@ -82,6 +83,8 @@ def load_denoiser(cfg: DenoiseConfig, source: ModelSource | None = None) -> Deno
         version=str(ckpt.meta.get("created_utc") or ckpt.meta.get("package_version") or ""),
         sha256=ckpt.sha256,
     )
+    den.envelope = envelope_from_extra(ckpt.meta.get("extra"))
+    return den
 
 
 def make_denoiser(

@@ -63,6 +63,11 @@ class ManifestRow:
     source_flags: str = ""
     #: the source is (or may be) lossy compressed: its noise statistics are altered
     source_lossy: bool = False
+    #: why a person should review this series (outside the model's training envelope, lossy
+    #: input, implausible kVp/CTDIvol; pipeline.models.envelope), "; "-joined; empty = none
+    review_reasons: str = ""
+    #: what could not be checked (no envelope recorded, kVp/CTDIvol absent), "; "-joined
+    review_notes: str = ""
     shard: str = ""
     finished_at: float = 0.0
     #: slices absent from an ok series denoised with ``allow_incomplete`` (file: reason; ...)

@@ -30,6 +30,12 @@ from pipeline.infer.stream import NIFTI_NAME, SeriesSink, SinkOptions
 from pipeline.io.derived_header import DerivedInfo, series_description
 from pipeline.io.suspect import is_lossy
 from pipeline.io.volume import CTVolume
+from pipeline.models.envelope import (
+    SeriesFacts,
+    dicom_plausibility,
+    guardrail_notes,
+    review_reasons,
+)
 from pipeline.utils.progress import progress_bar
 from pipeline.utils.text import printable
 
@@ -142,6 +148,7 @@ class SeriesRunner:
                 return read_series(record, workers=workers)  # type: ignore[arg-type]
 
         self._read = read
+        self._review: dict[str, tuple[str, str]] = {}
 
     # -- stages ---------------------------------------------------------------------------
     def _read_stage(self, item: PlanItem) -> _Timed:
@@ -179,8 +186,17 @@ class SeriesRunner:
             f"precision {d.precision}; HU rescaled with the source slope/intercept"
         )
 
+    def review(self, vol: CTVolume) -> tuple[str, str]:
+        """(reasons, notes) "; "-joined: the series against the model's envelope and DICOM facts."""
+        d = self.denoiser
+        facts = SeriesFacts.from_meta(vol.meta, vol.spacing_mm)
+        reasons = review_reasons(d.envelope, facts) if d.learned else dicom_plausibility(facts)
+        notes = guardrail_notes(d.envelope, facts, learned=d.learned)
+        return "; ".join(reasons), "; ".join(notes)
+
     def sink(self, item: PlanItem, vol: CTVolume) -> SeriesSink:
         """The streaming writer of one series (opens its staging folder on first use)."""
+        self._review[item.facts.key] = self.review(vol)
         d = self.denoiser
         opts = SinkOptions(
             dicom=self.cfg.format.dicom,
@@ -198,6 +214,7 @@ class SeriesRunner:
     def _write_stage(self, item: PlanItem, sink: SeriesSink, plan_desc: str) -> ManifestRow:
         """Writer thread, after every batch of ``sink`` was written: publish and report."""
         comp = sink.publish(item.fingerprint, item.out_dir, item.record_dir)
+        reasons, notes = self._review.pop(item.facts.key, ("", ""))
         return _row(
             item,
             Status.OK,
@@ -208,6 +225,8 @@ class SeriesRunner:
             **self._output_kw(item),
             write_s=round(sink.write_s, 3),
             tiling=plan_desc,
+            review_reasons=reasons,
+            review_notes=notes,
             **self._model_kw(),
         )
 

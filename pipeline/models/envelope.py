@@ -8,8 +8,9 @@ A checkpoint records where its training data came from in ``extra["training_enve
 
 :meth:`TrainingEnvelope.check` compares one input series (:class:`SeriesFacts`, read from its
 DICOM header) with it and returns the reasons the series lies outside; :func:`dicom_plausibility`
-adds the facts that call for review whatever the model (lossy compression, implausible or absent
-kVp / CTDIvol). :func:`review_reasons` is both: an empty list means nothing to review. A model
+adds the facts that call for review whatever the model (lossy compression, implausible kVp or
+CTDIvol). :func:`review_reasons` is both: an empty list means nothing to review;
+:func:`guardrail_notes` lists what could not be checked (no envelope, kVp/CTDIvol absent). A model
 applied outside its envelope can still produce a plausible-looking image, which is exactly why a
 person must look (DOMAIN.md section 13).
 """
@@ -216,9 +217,7 @@ def dicom_plausibility(facts: SeriesFacts) -> list[str]:
         out.append(
             "transfer syntax may be lossy (JPEG 2000 / HTJ2K) and LossyImageCompression is absent"
         )
-    if facts.kvp is None:
-        out.append("kVp (0018,0060) not recorded: acquisition cannot be checked")
-    elif not _inside(facts.kvp, KVP_PLAUSIBLE):
+    if facts.kvp is not None and not _inside(facts.kvp, KVP_PLAUSIBLE):
         out.append(f"kVp {facts.kvp:g} outside the plausible CT range {_fmt(KVP_PLAUSIBLE)} kV")
     if facts.ctdivol_mgy is not None and not _inside(facts.ctdivol_mgy, CTDIVOL_PLAUSIBLE_MGY):
         out.append(
@@ -231,9 +230,21 @@ def dicom_plausibility(facts: SeriesFacts) -> list[str]:
 def review_reasons(envelope: TrainingEnvelope | None, facts: SeriesFacts) -> list[str]:
     """Every reason to review one series: outside the envelope, then DICOM plausibility."""
     out = [] if envelope is None else envelope.check(facts)
-    if envelope is None:
-        out.append("model records no training envelope: applicability cannot be checked")
     return out + dicom_plausibility(facts)
+
+
+def guardrail_notes(
+    envelope: TrainingEnvelope | None, facts: SeriesFacts, *, learned: bool = True
+) -> list[str]:
+    """What could not be checked (shown, but no reason to review on its own)."""
+    out = []
+    if learned and envelope is None:
+        out.append("model records no training envelope: applicability not checked")
+    if facts.kvp is None:
+        out.append("kVp (0018,0060) not recorded")
+    if facts.ctdivol_mgy is None:
+        out.append("CTDIvol (0018,9345) not recorded")
+    return out
 
 
 def envelope_from_extra(extra: dict[str, Any] | None) -> TrainingEnvelope | None:

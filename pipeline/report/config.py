@@ -28,6 +28,9 @@ class RuleKind(str, Enum):
     METRIC_GAIN = "metric_gain"
     #: the mean of a metric under a profile for ``denoised_vs_full`` (per patient).
     METRIC = "metric"
+    #: number of guardrail reasons (outside the training envelope, lossy input, implausible
+    #: kVp/CTDIvol) of the patient's input (``guardrails`` table).
+    GUARDRAIL = "guardrail"
 
 
 class Rule(StrictModel):
@@ -49,6 +52,15 @@ class Rule(StrictModel):
 def default_rules() -> list[Rule]:
     """The default verdict rules (also in ``configs/report.yaml``)."""
     return [
+        Rule(
+            id="input_needs_review",
+            kind=RuleKind.GUARDRAIL,
+            op=">=",
+            threshold=1,
+            severity=Severity.REVIEW,
+            explain="input outside the model's training envelope, lossy, or implausible "
+            "kVp/CTDIvol (reasons on the page)",
+        ),
         Rule(
             id="grid_or_seam_artifact",
             kind=RuleKind.ARTIFACT_FLAG,

@@ -165,6 +165,32 @@ def insert_table(ev: EvalOutput, patient: str) -> list[list[str]]:
     ]
 
 
+def guardrail(ev: EvalOutput, patient: str) -> dict[str, Any]:
+    """The input's review reasons/notes and acquisition facts (empty when not evaluated)."""
+    g = ev.for_patient("guardrails", patient)
+    if g.empty:
+        return {}
+    r = g.iloc[0]
+
+    def split(v: Any) -> list[str]:
+        return [x for x in str(v if isinstance(v, str) else "").split("; ") if x]
+
+    ctdi = r.get("ctdivol_mgy")
+    kvp = r.get("kvp")
+    scanner = " ".join(str(r.get(k) or "") for k in ("manufacturer", "model_name")).strip()
+    return {
+        "reasons": split(r.get("reasons")),
+        "notes": split(r.get("notes")),
+        "source": str(r.get("source", "")),
+        "scanner": scanner or "not recorded",
+        "kernel": str(r.get("kernel") or "") or "not recorded",
+        "kvp": "not recorded" if pd.isna(kvp) else f"{float(kvp):g} kV",
+        "ctdivol": "not recorded" if pd.isna(ctdi) else f"{float(ctdi):.3g} mGy",
+        "pixel_mm": fmt(r.get("pixel_spacing_mm")),
+        "slice_mm": fmt(r.get("slice_thickness_mm")),
+    }
+
+
 def _noise_method(ev: EvalOutput, patient: str) -> str:
     qa = ev.for_patient("qa", patient)
     if qa.empty or "noise_method" not in qa.columns:
@@ -254,6 +280,7 @@ def patient_context(
         "task_rows": task_rows(ev, patient),
         "insert_rows": insert_table(ev, patient),
         "noise_method": _noise_method(ev, patient),
+        "guardrail": guardrail(ev, patient),
         "nps": figures.nps_curves(nps) if len(nps) else "",
         "roi_rows": [
             [

@@ -194,7 +194,9 @@ def build_report(
                 "href": f"patients/{page.name}",
                 "verdict": verdict.verdict,
                 "headline": headline_cells(ev, patient),
-                "reasons": [pseudo.scrub(r) for r in verdict.reasons],
+                "reasons": [pseudo.scrub(r) for r in verdict.reasons]
+                + [f"input: {pseudo.scrub(g)}" for g in ctx["guardrail"].get("reasons", [])],
+                "acq": ctx["guardrail"],
             }
         )
     counts = {k: sum(v.verdict == k for v in verdicts) for k in ("pass", "review", "fail")}

@@ -20,6 +20,7 @@ TABLE_NAMES = (
     "qa",
     "nps",
     "inserts",
+    "guardrails",
     "artifact_slices",
     "artifacts",
 )

@@ -68,6 +68,12 @@ def rule_value(rule: Rule, patient: str, tables: dict[str, pd.DataFrame]) -> flo
         if rows.empty:
             return None
         return float(rows["flagged"].astype(bool).any())
+    if rule.kind is RuleKind.GUARDRAIL:
+        g = tables.get("guardrails")
+        if g is None or g.empty:
+            return None
+        rows = g[g["patient"].astype(str) == patient]
+        return None if rows.empty else float(rows["n_reasons"].iloc[0])
     if rule.kind is RuleKind.QA:
         qa = tables.get("qa")
         if qa is None or qa.empty or rule.column not in qa.columns:

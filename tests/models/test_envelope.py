@@ -11,6 +11,7 @@ from pipeline.models.envelope import (
     TrainingEnvelope,
     dicom_plausibility,
     envelope_from_extra,
+    guardrail_notes,
     review_reasons,
 )
 
@@ -80,12 +81,16 @@ def test_plausibility_lossy_kvp_ctdivol() -> None:
         kvp=120.0, transfer_syntaxes=("1.2.840.10008.1.2.4.91",), lossy_image_compression="00"
     )
     assert dicom_plausibility(j2k_lossless) == []
-    assert "kVp (0018,0060) not recorded" in dicom_plausibility(SeriesFacts())[0]
+    assert dicom_plausibility(SeriesFacts()) == []  # nothing recorded: nothing implausible
+    assert guardrail_notes(None, SeriesFacts()) == [
+        "model records no training envelope: applicability not checked",
+        "kVp (0018,0060) not recorded",
+        "CTDIvol (0018,9345) not recorded",
+    ]
+    assert guardrail_notes(None, INSIDE, learned=False) == []
     assert "kVp 20 outside" in dicom_plausibility(SeriesFacts(kvp=20.0))[0]
     assert "CTDIvol 900 mGy" in dicom_plausibility(SeriesFacts(kvp=120.0, ctdivol_mgy=900.0))[0]
-    assert review_reasons(None, INSIDE) == [
-        "model records no training envelope: applicability cannot be checked"
-    ]
+    assert review_reasons(None, INSIDE) == []
 
 
 def test_facts_from_a_real_lossy_dicom_header() -> None:

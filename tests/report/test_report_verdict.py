@@ -88,3 +88,35 @@ def test_configs_report_yaml_equals_the_default_rules() -> None:
 
     path = Path(__file__).resolve().parents[2] / "configs" / "report.yaml"
     assert load_config(ReportConfig, path, []) == ReportConfig()
+
+
+def test_guardrail_reasons_make_the_verdict_review() -> None:
+    """An input outside the training envelope (or lossy) is 'review' whatever the metrics."""
+    import pandas as pd
+
+    from pipeline.report.config import default_rules
+    from pipeline.report.verdict import judge
+
+    g = pd.DataFrame(
+        [
+            {"patient": "A", "n_reasons": 1, "reasons": "pixel spacing (row) 0.66 mm outside"},
+            {"patient": "B", "n_reasons": 0, "reasons": ""},
+        ]
+    )
+    rules = [r for r in default_rules() if r.id == "input_needs_review"]
+    assert judge("A", rules, {"guardrails": g}).verdict == "review"
+    assert judge("B", rules, {"guardrails": g}).verdict == "pass"
+    assert judge("C", rules, {"guardrails": g}).results[0].status == "n/a"
+
+
+def test_guardrail_row_from_header_and_checkpoint_envelope() -> None:
+    from pipeline.evaluate.provenance import guardrail_row
+
+    meta = {"KVP": "120", "Rows": 512, "Columns": 512, "TransferSyntaxUID": "1.2.840.10008.1.2.1"}
+    env = {"pixel_spacing_mm": [1.48, 1.48], "dose_fraction": [0.25, 0.25]}
+    row = guardrail_row("A", meta, (2.5, 0.66, 0.66), {}, env)
+    assert row["n_reasons"] == 1 and "0.66 mm outside" in row["reasons"]
+    assert row["source"] == "input header + checkpoint envelope"
+    manifest = {"review_reasons": "lossy-compressed input (x); kVp 20 outside", "review_notes": ""}
+    row = guardrail_row("A", meta, (2.5, 0.66, 0.66), manifest, None)
+    assert row["n_reasons"] == 2 and row["source"] == "denoise manifest"
