@@ -22,6 +22,8 @@ class ExitCode:
     INPUT = 3
     #: A required resource is missing (weights, checkpoint, external tool).
     RESOURCE = 4
+    #: A DICOM peer could not be reached or refused us (association rejected, timeout, abort).
+    NETWORK = 5
 
 
 class LdctError(Exception):
@@ -78,3 +80,13 @@ class TrainingError(LdctError):
     """Training cannot continue (non-finite loss or gradients, bad resume state)."""
 
     exit_code = ExitCode.PARTIAL_FAILURE
+
+
+class PacsError(LdctError):
+    """A DICOM network operation failed (peer unreachable, association rejected, timeout)."""
+
+    exit_code = ExitCode.NETWORK
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        self.transient = transient
+        super().__init__(message)
