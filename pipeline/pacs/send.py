@@ -1,8 +1,9 @@
 """Send the derived series a denoise manifest lists (C-STORE or STOW-RS), one result per instance.
 
 The files come from the manifest, not from a walk of the output tree: each ``ok`` row's
-``output_path`` is a published series folder whose completion marker (``.ldct-complete.json``)
-lists every file with its SHA-256. Only files that are DICOM (``DICM`` at offset 128) are sent.
+``output_path`` is a published DICOM folder ``OUT/dicom/<rel>`` whose completion marker
+(``OUT/series/<rel>/.ldct-complete.json``) lists every file with its SHA-256. Only
+files that are DICOM (``DICM`` at offset 128) are sent.
 
 Results go to ``OUT/send-manifest.json`` (written atomically after every series): one row per
 instance with its SOP Instance UID, destination, DIMSE status and attempts. A rerun skips
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from pipeline.errors import ExitCode, LdctError
 from pipeline.infer.manifest import MANIFEST_JSON
-from pipeline.infer.publish import MARKER
+from pipeline.infer.publish import DICOM_DIR, MARKER, RECORD_DIR
 from pipeline.pacs.node import NetOptions, Node, TlsConfig
 from pipeline.pacs.scu import StoreOutcome, file_identity, store_files
 from pipeline.pacs.web import WebNode, stow_files
@@ -64,6 +65,18 @@ def _is_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def _marker_of(out_root: Path, folder: Path) -> Path:
+    """The completion marker of a published DICOM folder ``OUT/dicom/<rel>``: it sits in the
+    series record ``OUT/series/<rel>/`` (pipeline.infer.publish), in older outputs beside the
+    files."""
+    try:
+        rel = folder.resolve().relative_to((out_root / DICOM_DIR).resolve())
+    except ValueError:
+        return folder / MARKER
+    record = out_root / RECORD_DIR / rel / MARKER
+    return record if record.is_file() or not (folder / MARKER).is_file() else folder / MARKER
+
+
 def series_to_send(out_root: Path) -> list[tuple[str, str, list[Path]]]:
     """(series_key, derived_series_uid, DICOM files) for every ``ok`` row of the manifest."""
     mpath = out_root / MANIFEST_JSON
@@ -80,16 +93,20 @@ def series_to_send(out_root: Path) -> list[tuple[str, str, list[Path]]]:
         if r.get("status") != "ok" or not r.get("output_path"):
             continue
         folder = Path(r["output_path"])
-        marker = folder / MARKER
+        marker = _marker_of(out_root, folder)
         try:
             names = json.loads(marker.read_text(encoding="utf-8"))["files"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LdctError(
-                f"series folder has no readable completion marker ({exc}); was the "
-                "output moved or edited?",
+                f"series has no readable completion marker {marker} ({exc}); was the output "
+                "moved or edited?",
                 path=folder,
             ) from exc
-        files = [folder / n for n in sorted(names) if _is_dicom(folder / n)]
+        paths = [
+            folder / n[len(DICOM_DIR) + 1 :] if n.startswith(f"{DICOM_DIR}/") else marker.parent / n
+            for n in sorted(names)
+        ]
+        files = [p for p in paths if _is_dicom(p)]
         if not files:
             raise LdctError(
                 "manifest lists this series as ok but it holds no DICOM file", path=folder
