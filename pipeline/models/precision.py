@@ -77,11 +77,12 @@ def prepare_for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) 
     """An eval-mode copy of ``model`` ready for fast inference (the caller's model is untouched).
 
     DRL-E models become a :class:`~pipeline.models.fused.FusedDRLE` (BN folded, conv+ReLU fused,
-    no concatenations) computing in ``dtype``; other models get channels-last memory format and
-    run under autocast in :func:`predict`. Input and output stay fp32 either way.
+    no concatenations) computing in ``dtype``; other models get their BatchNorms folded into the
+    preceding convs (:func:`~pipeline.models.fused.fold_batchnorm`) and channels-last memory
+    format, and run under autocast in :func:`predict`. Input and output stay fp32 either way.
     """
     from pipeline.models.drle import DRLE
-    from pipeline.models.fused import FusedDRLE
+    from pipeline.models.fused import FusedDRLE, fold_batchnorm
 
     dtype = precision_dtype(dtype)
     src = copy.deepcopy(model).eval()
@@ -89,6 +90,8 @@ def prepare_for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) 
     if isinstance(src, DRLE):
         prepared = FusedDRLE(src, dtype)
     else:
+        with torch.no_grad():
+            fold_batchnorm(src)
         prepared = src.to(memory_format=torch.channels_last)
     prepared.compute_dtype = dtype  # type: ignore[assignment]
     return prepared

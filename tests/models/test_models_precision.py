@@ -129,3 +129,29 @@ def test_bf16_on_this_cpu_class() -> None:
         # goal <= 0.5 HU; rounding the input image itself to bf16 would already cost ~0.35 HU here,
         # so the tighter bound checks that the residual path stays fp32
         assert err <= 0.15, f"bf16 mean abs error {err:.3f} HU"
+
+
+def test_fold_batchnorm_equals_the_unfolded_unet() -> None:
+    """BN folded into the convs of the MONAI BasicUNet: same output, every BN gone."""
+    from pipeline.models.registry import build_model
+
+    torch.manual_seed(0)
+    m = build_model("unet").eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):  # realistic statistics, not the identity
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.1, 0.1)
+        nn.init.normal_(m.unet.final_conv.weight, std=0.05)  # not the zero-init identity
+    x = torch.rand(2, 1, 40, 36)
+    with torch.no_grad():
+        ref = m(x)
+        n_bn = sum(isinstance(mod, nn.BatchNorm2d) for mod in m.modules())
+        prepared = P.prepare_for_inference(m, torch.float32)
+    assert n_bn > 10
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in prepared.modules())
+    assert (ref - x).abs().mean() > 1e-3  # the net changes the image
+    torch.testing.assert_close(P.predict(prepared, x), ref, atol=1e-5, rtol=1e-4)
+    assert sum(isinstance(mod, nn.BatchNorm2d) for mod in m.modules()) == n_bn  # caller's intact
