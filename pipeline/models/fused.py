@@ -17,6 +17,8 @@ equal). The residual addition is done in fp32, so bf16 never quantises the input
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,18 +62,19 @@ def fold_batchnorm(model: nn.Module) -> int:
     folded = 0
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         names = list(seq._modules)
-        for a, b in zip(names, names[1:], strict=False):
+        for a, b in itertools.pairwise(names):
             conv, nxt = seq._modules[a], seq._modules[b]
             if not isinstance(conv, nn.Conv2d) or nxt is None:
                 continue
-            parent, key = (seq, b) if isinstance(nxt, nn.BatchNorm2d) else (None, "")
-            if parent is None and (inner := _first_child(nxt)) is not None:
-                parent, key = inner
-            bn = parent._modules[key] if parent is not None else None
+            where = (seq, b) if isinstance(nxt, nn.BatchNorm2d) else _first_child(nxt)
+            if where is None:
+                continue
+            parent, key = where
+            bn = parent._modules[key]
             if not isinstance(bn, nn.BatchNorm2d) or bn.training or bn.running_mean is None:
                 continue
             seq._modules[a] = fuse_conv_bn_eval(conv.eval(), bn)
-            parent._modules[key] = nn.Identity()  # type: ignore[union-attr]
+            parent._modules[key] = nn.Identity()
             folded += 1
     return folded
 
