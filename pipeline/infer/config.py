@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.config import StrictModel
 from pipeline.errors import ConfigError
+from pipeline.io.dicom_encode import OutputSyntax
 from pipeline.models.classical import ClassicalConfig
 
 
@@ -80,6 +81,14 @@ class TilingConfig(StrictModel):
     overlap: float = Field(default=0.25, ge=0.0, lt=1.0)
 
 
+class OutputConfig(StrictModel):
+    """How derived DICOM files are encoded."""
+
+    #: uncompressed (Explicit VR Little Endian) | rle | jpeg-ls | jpeg2000 (all lossless; each
+    #: file is checked to decode bit-exactly to the uncompressed pixels)
+    transfer_syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED
+
+
 class DenoiseConfig(StrictModel):
     """Everything ``ldct denoise`` needs besides the input and output paths."""
 
@@ -94,6 +103,7 @@ class DenoiseConfig(StrictModel):
     batch_size: int = Field(default=8, ge=1)
     tiling: TilingConfig = Field(default_factory=lambda: TilingConfig())
     format: OutputFormat = OutputFormat.DICOM
+    output: OutputConfig = Field(default_factory=lambda: OutputConfig())
     selection: SelectionRules = Field(default_factory=lambda: SelectionRules())
     #: ``"i/n"``: process only share i (0-based) of n; None = read RANK/WORLD_SIZE or take all.
     shard: str | None = None

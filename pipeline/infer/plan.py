@@ -184,6 +184,7 @@ def fingerprint(facts: SeriesFacts, model_sha256: str, cfg: DenoiseConfig) -> st
         "key": facts.key,
         "model": model_sha256,
         "format": cfg.format.value,
+        "transfer_syntax": cfg.output.transfer_syntax.value,
         "precision": cfg.precision,
         "suffix": cfg.description_suffix,
         "files": files,

@@ -208,6 +208,7 @@ class SeriesRunner:
                 model_name="ldct denoise",
                 software_versions=(__version__, f"model {d.name} {d.sha256[:16]}"),
             ),
+            transfer_syntax=self.cfg.output.transfer_syntax,
         )
         return SeriesSink(vol, self.out_root, item.facts.key, opts)
 

@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from pydicom.uid import (
     UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
 )
 
 from pipeline import __version__
@@ -182,6 +186,71 @@ def _check_geometry(geom: _Geometry) -> None:
         raise GeometryError(f"direction must be an orthonormal 3x3 matrix, found {d.tolist()}")
     if min(geom.spacing_mm) <= 0:
         raise GeometryError(f"spacing_mm must be positive, found {geom.spacing_mm}")
+
+
+class OutputSyntax(str, Enum):
+    """Transfer syntax of written files: uncompressed (default) or one of three lossless ones."""
+
+    UNCOMPRESSED = "uncompressed"  # Explicit VR Little Endian
+    RLE = "rle"  # RLE Lossless (pylibjpeg-rle)
+    JPEG_LS = "jpeg-ls"  # JPEG-LS Lossless (pyjpegls / CharLS)
+    JPEG2000 = "jpeg2000"  # JPEG 2000 Lossless Only (pylibjpeg-openjpeg)
+
+    @property
+    def uid(self) -> UID:
+        return _SYNTAX_UIDS[self]
+
+
+_SYNTAX_UIDS = {
+    OutputSyntax.UNCOMPRESSED: ExplicitVRLittleEndian,
+    OutputSyntax.RLE: RLELossless,
+    OutputSyntax.JPEG_LS: JPEGLSLossless,
+    OutputSyntax.JPEG2000: JPEG2000Lossless,
+}
+#: smallest image side pylibjpeg-openjpeg encodes (it always uses 6 DWT resolution levels)
+J2K_MIN_SIDE = 32
+_SYNTAX_PLUGINS = {
+    OutputSyntax.RLE: "pylibjpeg",
+    OutputSyntax.JPEG_LS: "pyjpegls",
+    OutputSyntax.JPEG2000: "pylibjpeg",
+}
+
+
+def check_encoder(syntax: OutputSyntax) -> None:
+    """Raise :class:`DicomError` if the encoder plugin of ``syntax`` is not installed."""
+    if syntax is OutputSyntax.UNCOMPRESSED:
+        return
+    from pydicom.pixels import get_encoder
+
+    encoder = get_encoder(syntax.uid)
+    plugin = _SYNTAX_PLUGINS[syntax]
+    if plugin not in encoder.available_plugins:
+        missing = encoder.missing_dependencies
+        raise DicomError(
+            f"output transfer syntax {syntax.value} needs the {plugin} encoder plugin, which is "
+            f"not available ({'; '.join(missing) or 'not installed'})"
+        )
+
+
+def encode_pixels(ds: Dataset, stored: np.ndarray, syntax: OutputSyntax) -> None:
+    """Compress ``ds``'s pixel data losslessly in place and check it decodes to ``stored``.
+
+    The SOP Instance UID is kept (pydicom would generate a new one by default). A decoded image
+    that differs from ``stored`` in any pixel raises :class:`DicomError`: the option promises
+    lossless output, so a faulty encoder must fail the series, not alter it.
+    """
+    if syntax is OutputSyntax.UNCOMPRESSED:
+        return
+    if syntax is OutputSyntax.JPEG2000 and min(stored.shape) < J2K_MIN_SIDE:
+        raise DicomError(
+            f"jpeg2000 output needs images of at least {J2K_MIN_SIDE}x{J2K_MIN_SIDE} pixels "
+            f"(OpenJPEG codes 6 resolution levels), found {stored.shape[0]}x{stored.shape[1]}; "
+            "choose another output transfer syntax"
+        )
+    ds.compress(syntax.uid, encoding_plugin=_SYNTAX_PLUGINS[syntax], generate_instance_uid=False)
+    if not np.array_equal(ds.pixel_array, stored):
+        raise DicomError(f"{syntax.value} encoder output does not decode to the written pixels")
+    ds.file_meta.TransferSyntaxUID = syntax.uid
 
 
 def _write_file(ds: Dataset, path: Path) -> None:

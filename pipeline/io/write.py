@@ -1,7 +1,8 @@
 """The one DICOM writer: derived series (denoised, simulated low dose) and synthetic originals.
 
-Both writers produce classic CT Image Storage files, Explicit VR Little Endian, uncompressed,
-one file per slice (``IM00001.dcm`` ...), each written atomically (temp file + rename).
+Both writers produce classic CT Image Storage files, one file per slice (``IM00001.dcm`` ...),
+each written atomically (temp file + rename); Explicit VR Little Endian, uncompressed, unless a
+lossless :class:`OutputSyntax` is chosen for a derived series (checked to decode bit-exactly).
 
 * :func:`write_derived_series` -- a new series in the *same* study and frame of reference as
   ``source`` (DICOM PS3.3 C.7.6.1 / C.12.1): new Series/SOP Instance UIDs derived
@@ -39,6 +40,7 @@ from pipeline.io.derived_header import (
 )
 from pipeline.io.dicom_encode import (
     _PATIENT_STUDY_TAGS,
+    OutputSyntax,
     WrittenSeries,
     _apply_extra,
     _check_geometry,
@@ -48,7 +50,9 @@ from pipeline.io.dicom_encode import (
     _pixels,
     _set_geometry,
     _write_file,
+    check_encoder,
     derive_uid,
+    encode_pixels,
     hu_to_stored,
     is_valid_uid,
     stored_range,
@@ -59,6 +63,7 @@ from pipeline.utils.files import ensure_inside
 
 __all__ = [
     "DerivedSeriesWriter",
+    "OutputSyntax",
     "WrittenSeries",
     "derive_uid",
     "hu_to_stored",
@@ -129,6 +134,7 @@ class DerivedSeriesWriter:
         image_type: Sequence[str] = ("DERIVED", "SECONDARY", "AXIAL"),
         extra_tags: dict[str, Any] | None = None,
         derived: DerivedInfo | None = None,
+        transfer_syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED,
     ) -> None:
         if not source.slices:
             raise DicomError("source volume has no slice records; cannot derive a DICOM series")
@@ -153,6 +159,8 @@ class DerivedSeriesWriter:
         self.derivation_description = derivation_description[:1024]
         self.image_type = list(image_type)
         self.extra_tags = extra_tags
+        check_encoder(transfer_syntax)
+        self.transfer_syntax = transfer_syntax
         first = source.slices[0].header
         info = derived or DerivedInfo(model_name="ldct-pipeline")
         # one creation time for the whole series (every instance states the same)
@@ -230,6 +238,7 @@ class DerivedSeriesWriter:
             rules = replace(rules, derivation_codes=(*rules.derivation_codes, FRAMES_EXTRACTED))
         apply_derived_rules(ds, info.header, rules)
         _apply_extra(ds, self.extra_tags)
+        encode_pixels(ds, stored, self.transfer_syntax)
         path = ensure_inside(self.out, self.out / f"IM{k + 1:05d}.dcm")
         _write_file(ds, path)
         self._written[k] = (path, sop_uid)
@@ -267,6 +276,7 @@ def write_derived_series(
     image_type: Sequence[str] = ("DERIVED", "SECONDARY", "AXIAL"),
     extra_tags: dict[str, Any] | None = None,
     derived: DerivedInfo | None = None,
+    transfer_syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED,
 ) -> WrittenSeries:
     """Write ``hu`` (Z, Y, X) as a new derived series of ``source`` into ``out_dir``.
 
@@ -288,6 +298,7 @@ def write_derived_series(
         image_type=image_type,
         extra_tags=extra_tags,
         derived=derived,
+        transfer_syntax=transfer_syntax,
     )
     for k in range(len(source.slices)):
         writer.write_slice(k, hu[k])
