@@ -111,8 +111,8 @@ def _geometry_problems(
             if tag == "FrameOfReferenceUID" and not same_frame:
                 continue
             hint = (
-                " (if the series are known to share one frame, pass "
-                "require_same_frame_of_reference=False)"
+                " (if the series are known to share one geometry, pass "
+                "--ignore-frame-of-reference; in Python require_same_frame_of_reference=False)"
                 if tag == "FrameOfReferenceUID"
                 else ""
             )

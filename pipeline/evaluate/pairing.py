@@ -82,10 +82,15 @@ def _scan_series(path: Path, role: str) -> list[SeriesRecord]:
 
 
 def _pair_low_full(
-    lows: list[SeriesRecord], fulls: list[SeriesRecord], problems: list[str]
+    lows: list[SeriesRecord],
+    fulls: list[SeriesRecord],
+    problems: list[str],
+    ignore_frame: bool = False,
 ) -> list[EvalItem]:
+    same = not ignore_frame
     if len(lows) == 1 and len(fulls) == 1:
-        return [EvalItem(_hdr(lows[0], "PatientID") or "patient", lows[0], fulls[0])]
+        pid = _hdr(lows[0], "PatientID") or "patient"
+        return [EvalItem(pid, lows[0], fulls[0], full_same_frame=same)]
     items: list[EvalItem] = []
     for low in lows:
         pid, frame = _hdr(low, "PatientID"), _hdr(low, "FrameOfReferenceUID")
@@ -93,19 +98,21 @@ def _pair_low_full(
             f
             for f in fulls
             if _hdr(f, "PatientID") == pid
-            and (not frame or _hdr(f, "FrameOfReferenceUID") in ("", frame))
+            and (ignore_frame or not frame or _hdr(f, "FrameOfReferenceUID") in ("", frame))
         ]
         if len(cands) > 1:
             same_study = [f for f in cands if f.study_uid == low.study_uid]
             cands = same_study or cands
         if len(cands) != 1:
             what = "no" if not cands else f"{len(cands)} candidate"
+            key = "PatientID" if ignore_frame else "PatientID and FrameOfReferenceUID"
+            hint = "" if ignore_frame else " (--ignore-frame-of-reference pairs by PatientID)"
             problems.append(
                 f"low-dose series {low.label} (PatientID {pid!r}): {what} full-dose series "
-                "with the same PatientID and FrameOfReferenceUID; skipped"
+                f"with the same {key}{hint}; skipped"
             )
             continue
-        items.append(EvalItem(pid or low.series_uid, low, cands[0]))
+        items.append(EvalItem(pid or low.series_uid, low, cands[0], full_same_frame=same))
     return items
 
 
@@ -152,9 +159,18 @@ def _attach_denoised(items: list[EvalItem], dens: list[SeriesRecord], problems: 
 
 
 def pair_inputs(
-    low: str | Path, full: str | Path | None = None, denoised: str | Path | None = None
+    low: str | Path,
+    full: str | Path | None = None,
+    denoised: str | Path | None = None,
+    *,
+    ignore_frame_of_reference: bool = False,
 ) -> Pairing:
-    """Apply the pairing rule (module docstring) to the three inputs."""
+    """Apply the pairing rule (module docstring) to the three inputs.
+
+    ``ignore_frame_of_reference`` (CLI ``--ignore-frame-of-reference``): low and full series
+    acquired separately carry their own FrameOfReferenceUID; pair them by PatientID (study
+    breaks ties) and accept the differing UIDs. Geometry and slice positions are still checked.
+    """
     low_p = Path(low)
     full_p = Path(full) if full is not None else None
     problems: list[str] = []
@@ -170,8 +186,18 @@ def pair_inputs(
             items.append(EvalItem(spec.name, lows[0], fulls[0], full_same_frame=False))
         rule = "dataset layout (pipeline.data.pairs.discover_pairs)"
     elif full_p is not None:
-        items = _pair_low_full(_scan_series(low_p, "low"), _scan_series(full_p, "full"), problems)
-        rule = "PatientID + FrameOfReferenceUID (StudyInstanceUID breaks ties)"
+        items = _pair_low_full(
+            _scan_series(low_p, "low"),
+            _scan_series(full_p, "full"),
+            problems,
+            ignore_frame=ignore_frame_of_reference,
+        )
+        rule = (
+            "PatientID (StudyInstanceUID breaks ties); FrameOfReferenceUID ignored "
+            "(--ignore-frame-of-reference)"
+            if ignore_frame_of_reference
+            else "PatientID + FrameOfReferenceUID (StudyInstanceUID breaks ties)"
+        )
     else:
         items = [
             EvalItem(_hdr(r, "PatientID") or r.series_uid, r) for r in _scan_series(low_p, "low")

@@ -139,11 +139,12 @@ def evaluate(
     thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
     checkpoint: str | Path | None = None,
     command: str = "",
+    ignore_frame_of_reference: bool = False,
 ) -> EvaluationResult:
     """Evaluate a cohort (or one series) and write all tables + summary.json under ``out``."""
     profs = [get_profile(p) for p in profiles]
     out_dir = Path(out)
-    pairing = pair_inputs(low, full, denoised)
+    pairing = pair_inputs(low, full, denoised, ignore_frame_of_reference=ignore_frame_of_reference)
     problems = list(pairing.problems)
     manifest = denoise_rows(Path(denoised) if denoised is not None else None)
     ckpt = checkpoint_info(Path(checkpoint) if checkpoint else None)
@@ -226,6 +227,7 @@ def evaluate(
         "inputs": {"full": _s(full), "low": _s(low), "denoised": _s(denoised)},
         "mode": "full-reference" if full is not None else "no-reference",
         "pairing_rule": pairing.rule,
+        "ignore_frame_of_reference": bool(ignore_frame_of_reference),
         "profiles": {p.name: p.describe() for p in profs},
         "patients": patients_info,
         "headline": tables["cohort"].to_dict(orient="records"),

@@ -85,7 +85,12 @@ def load_patient_images(summary: dict, patient: str) -> PatientImages:
             raise LdctError(
                 "low-dose input of the evaluation is no longer at its path", path=inputs.get("low")
             )
-        pairing = pair_inputs(inputs["low"], inputs.get("full"), inputs.get("denoised"))
+        pairing = pair_inputs(
+            inputs["low"],
+            inputs.get("full"),
+            inputs.get("denoised"),
+            ignore_frame_of_reference=bool(summary.get("ignore_frame_of_reference")),
+        )
         item = next((it for it in pairing.items if it.patient == patient), None)
         if item is None:
             raise LdctError(f"patient {patient!r} not found when re-pairing the inputs")

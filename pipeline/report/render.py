@@ -110,6 +110,14 @@ def provenance_rows(
     )
     rows.append(("pairing rule", str(ev.summary.get("pairing_rule", ""))))
     rows.append(
+        (
+            "FrameOfReferenceUID",
+            "differences accepted (--ignore-frame-of-reference)"
+            if ev.summary.get("ignore_frame_of_reference")
+            else "low and full must share one (or the dataset layout vouches for the pairing)",
+        )
+    )
+    rows.append(
         ("report", f"{created}, ldct-pipeline {__version__}, report config {config_hash(cfg)}")
     )
     pk = prov.get("packages", {})

@@ -44,6 +44,12 @@ def evaluate(
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Model checkpoint, for provenance (model hash, VGG weights)."
     ),
+    ignore_frame: bool = typer.Option(
+        False,
+        "--ignore-frame-of-reference",
+        help="Accept low/full pairs whose FrameOfReferenceUIDs differ (separately acquired "
+        "series of one geometry); recorded in summary.json.",
+    ),
 ) -> int:
     """Compare denoised vs low-dose vs full-dose per slice, patient and cohort.
 
@@ -64,6 +70,7 @@ def evaluate(
         tile_stride_px=tile_stride,
         checkpoint=checkpoint,
         command=" ".join(["ldct", *sys.argv[1:]]),
+        ignore_frame_of_reference=ignore_frame,
     )
     cohort = res.tables["cohort"]
     for row in cohort.itertuples():

@@ -86,6 +86,11 @@ def register(app: typer.Typer) -> None:
         ),
         pdf: bool = typer.Option(False, "--pdf", help="Also print each page to PDF."),
         fail_on: str = typer.Option("never", "--fail-on", help=FAIL_ON_HELP),
+        ignore_frame: bool = typer.Option(
+            False,
+            "--ignore-frame-of-reference",
+            help="Accept low/full pairs whose FrameOfReferenceUIDs differ (as ldct evaluate).",
+        ),
     ) -> None:
         """Evaluate (as `ldct evaluate`) and write the QA report in one go."""
         from pipeline.evaluate.runner import DEFAULT_PROFILES, evaluate
@@ -100,6 +105,7 @@ def register(app: typer.Typer) -> None:
             denoised=denoised,
             profiles=tuple(profile) or DEFAULT_PROFILES,
             command="ldct qa",
+            ignore_frame_of_reference=ignore_frame,
         )
         typer.echo(f"evaluation tables: {eval_dir}")
         result = build_report(eval_dir, out / "report", cfg, key=key)
