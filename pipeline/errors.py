@@ -20,7 +20,8 @@ class ExitCode:
     USAGE = 2
     #: Input could not be used at all (nothing readable, wrong kind of data).
     INPUT = 3
-    #: A required resource is missing (weights, checkpoint, external tool).
+    #: A required resource is missing or unusable (weights, checkpoint, external tool, an output
+    #: folder that cannot be written: read-only, full disk, permission denied).
     RESOURCE = 4
     #: A DICOM peer could not be reached or refused us (association rejected, timeout, abort).
     NETWORK = 5

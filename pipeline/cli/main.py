@@ -2,11 +2,13 @@
 
 Logging is configured here and only here; library code logs through :mod:`logging`.
 Known errors (:class:`pipeline.errors.LdctError`) become one clear line on stderr and a
-documented exit code (:class:`pipeline.errors.ExitCode`), never a traceback.
+documented exit code (:class:`pipeline.errors.ExitCode`), never a traceback; so do operating-
+system errors (read-only or full output folder, permission denied: exit 4, RESOURCE).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import pkgutil
@@ -17,6 +19,7 @@ import typer
 from pipeline import __version__
 from pipeline.cli import commands
 from pipeline.errors import ExitCode, LdctError
+from pipeline.utils.text import printable
 
 app = typer.Typer(
     name="ldct",
@@ -87,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False)
     except LdctError as exc:
-        logging.getLogger("ldct").error("%s", exc)
+        logging.getLogger("ldct").error("%s", printable(exc))
         return exc.exit_code
+    except OSError as exc:  # read-only or full output folder, permissions, vanished paths
+        logging.getLogger("ldct").error("%s", printable(os_error_line(exc)))
+        return ExitCode.RESOURCE
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:
@@ -105,6 +111,20 @@ def main(argv: list[str] | None = None) -> int:
             return ExitCode.USAGE
         raise
     return rc if isinstance(rc, int) else ExitCode.OK
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: what, on which path, and what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    hint = {
+        errno.ENOSPC: "free space on that file system or choose another --out",
+        errno.EDQUOT: "free space on that file system or choose another --out",
+        errno.EROFS: "the file system is read-only: choose a writable --out",
+        errno.EACCES: "check the permissions or choose another folder",
+        errno.EPERM: "check the permissions or choose another folder",
+    }.get(exc.errno or 0, "")
+    return f"{where + ': ' if where else ''}{what}" + (f" ({hint})" if hint else "")
 
 
 def run() -> None:  # pragma: no cover - console script shim

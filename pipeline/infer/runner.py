@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import __version__
 from pipeline.errors import DicomError, LdctError
 from pipeline.infer.config import DenoiseConfig
@@ -102,6 +104,31 @@ def _incomplete(problems: list[str]) -> DicomError:
         f"series incomplete ({len(problems)} problem(s)), not denoised (set allow_incomplete: "
         f"true to denoise the slices that remain): {shown}"
     )
+
+
+#: denoised HU outside this range are not CT numbers: the model is broken, the series fails
+OUTPUT_HU_RANGE = (-2048.0, 32000.0)
+
+
+def check_output(vol: CTVolume, start: int, stop: int) -> None:
+    """Refuse a denoised batch with non-finite or implausible HU outside padding."""
+    out = vol.hu[start:stop]
+    mask = vol.padding_mask[start:stop] if vol.padding_mask is not None else None
+    tissue = out[~mask] if mask is not None and mask.any() else out
+    if tissue.size == 0:
+        return
+    bad = int(tissue.size - np.isfinite(tissue).sum())
+    if bad:
+        raise LdctError(
+            f"model output not finite: {bad} NaN/inf voxel(s) in slices {start}..{stop - 1}; "
+            "series not written (check the checkpoint)"
+        )
+    lo, hi = float(tissue.min()), float(tissue.max())
+    if lo < OUTPUT_HU_RANGE[0] or hi > OUTPUT_HU_RANGE[1]:
+        raise LdctError(
+            f"model output implausible: HU {lo:.6g}..{hi:.6g} in slices {start}..{stop - 1} "
+            f"(plausible CT {OUTPUT_HU_RANGE[0]:.0f}..{OUTPUT_HU_RANGE[1]:.0f}); series not written"
+        )
 
 
 def lost_row(lost: object, shard: str) -> ManifestRow:
@@ -362,7 +389,10 @@ class _Pipeline:
                 vol, t0 = timed.volume, time.perf_counter()
                 sink = self.r.sink(item, vol)
 
-                def stream(start: int, stop: int, sink: SeriesSink = sink) -> None:
+                def stream(
+                    start: int, stop: int, sink: SeriesSink = sink, vol: CTVolume = vol
+                ) -> None:
+                    check_output(vol, start, stop)  # nothing implausible reaches the writer
                     writer.submit(sink.write, start, stop)  # runs while the next batch infers
 
                 try:

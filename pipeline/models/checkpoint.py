@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +36,9 @@ CHECKPOINT_FORMAT = "ldct-pipeline-checkpoint"
 CHECKPOINT_VERSION = 1
 #: Length of the short model hash (hex characters of the weights' SHA-256).
 MODEL_HASH_LEN = 16
+#: a model needing more parameter memory (fp32) is refused before it is built; the models of
+#: this project need a few MB; ``LDCT_MAX_MODEL_MB`` raises the limit
+MAX_MODEL_BYTES = int(float(os.environ.get("LDCT_MAX_MODEL_MB", "2048")) * 2**20)
 
 
 @dataclass
@@ -142,6 +146,46 @@ def _read_payload(p: Path, map_location: str | torch.device) -> dict[str, Any]:
     return payload
 
 
+def check_finite_weights(state: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or inf: such a model denoises every series into garbage."""
+    bad = []
+    for key in sorted(state):
+        t = state[key]
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
+            n = int(t.numel() - torch.isfinite(t).sum().item())
+            if n:
+                bad.append(f"{key} ({n} of {t.numel()})")
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"weights hold non-finite values (NaN/inf) in {len(bad)} tensor(s): "
+            f"{', '.join(bad[:3])}{more}; refused (the model's output would be garbage)",
+            path=path,
+        )
+
+
+def check_model_size(name: str, params: dict[str, Any], path: Path) -> None:
+    """Refuse a model whose parameters would need more than :data:`MAX_MODEL_BYTES`.
+
+    The model is built on PyTorch's ``meta`` device (shapes only, nothing allocated), so a
+    checkpoint asking for 30,000 channels is refused in milliseconds instead of allocating
+    tens of GB first. Models that cannot be built on ``meta`` are left to the real build.
+    """
+    try:
+        with torch.device("meta"):
+            probe = build_model(name, **params)
+        n = sum(t.numel() for t in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    except Exception:  # unknown model / bad params: the real build reports it clearly
+        return
+    if n * 4 > MAX_MODEL_BYTES:
+        raise CheckpointError(
+            f"implausible model: {name!r} with {params} has {n:,} parameters "
+            f"({n * 4 / 2**30:.1f} GiB in fp32; limit {MAX_MODEL_BYTES / 2**30:.1f} GiB, set "
+            "LDCT_MAX_MODEL_MB to raise it); refused before allocating",
+            path=path,
+        )
+
+
 def load_checkpoint(
     path: str | Path,
     map_location: str | torch.device = "cpu",
@@ -163,6 +207,8 @@ def load_checkpoint(
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointError("checkpoint has no state_dict", path=p)
+    check_model_size(str(name), params if isinstance(params, dict) else {}, p)
+    check_finite_weights(state, p)
     sha = state_dict_sha256(state)
     if sha != payload.get("weights_sha256"):
         raise CheckpointError(

@@ -87,6 +87,14 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             torch.set_num_threads(cfg.threads)
         out = Path(cfg.output_dir)
         state = out / "state" / "last.pt"
+        if resume and not state.exists():
+            # e.g. killed before its first checkpoint: nothing to continue, nothing to lose
+            log.warning(
+                "--resume: no resume state at %s (the run stopped before its first checkpoint, "
+                "or never started); starting fresh",
+                state,
+            )
+            resume = False
         if not resume and state.exists():
             raise ConfigError(
                 f"output_dir {out} already holds a run; pass --resume to continue it or choose "

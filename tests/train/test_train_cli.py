@@ -127,6 +127,23 @@ def test_rerun_needs_resume_and_resume_continues(
     assert [r["step"] for r in recs if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
 
 
+def test_resume_without_a_checkpoint_starts_fresh(
+    trained: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    """Killed before the first checkpoint: --resume says so and trains from step 0."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text((trained / "run" / "config.yaml").read_text())  # left over
+    res = run_cli(
+        "train", "--config", trained / "train.yaml", "--output-dir", run, "--resume",
+        "--set", "steps=2",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert "no resume state at" in res.stderr and "starting fresh" in res.stderr
+    recs = read_jsonl(run / "metrics.jsonl")
+    assert [r["step"] for r in recs if r["kind"] == "train"] == [1, 2]
+
+
 def test_perceptual_without_weights_names_the_fix(
     tmp_path: Path, cohort: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
