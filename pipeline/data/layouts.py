@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.data.manifest import MANIFEST_SUFFIXES, read_manifest
-from pipeline.data.pairs import PairSpec
+from pipeline.data.spec import PairSpec
 from pipeline.errors import DatasetError
 
 log = logging.getLogger(__name__)

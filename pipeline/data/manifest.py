@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.data.pairs import PairSpec
+from pipeline.data.spec import PairSpec
 from pipeline.errors import DatasetError
 from pipeline.utils.files import read_text
 

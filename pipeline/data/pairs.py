@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.layouts import scan_pairs
+from pipeline.data.spec import PairSpec
 from pipeline.errors import DatasetError, LdctError
 from pipeline.io.volume import CTVolume
 
@@ -29,26 +31,6 @@ VolumeReader = Callable[[Path], CTVolume]
 POSITION_TOL_MM = 0.1
 _SPACING_RTOL = 1e-4
 _DIRECTION_ATOL = 1e-4
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    """Where one low/full-dose pair lives (not yet read)."""
-
-    patient: str
-    low: Path
-    full: Path
-    #: dose fraction of the low-dose series relative to the full dose (0.25 = quarter), if known
-    dose: float | None = None
-    #: which layout found it ("demo", "mayo", "tcia", "manifest", "memory")
-    layout: str = "manifest"
-    #: distinguishes several pairs of one patient (e.g. "3mm" and "1mm" for Mayo data)
-    tag: str = ""
-
-    @property
-    def name(self) -> str:
-        """Display/identity name: ``patient`` or ``patient/tag``."""
-        return f"{self.patient}/{self.tag}" if self.tag else self.patient
 
 
 @dataclass
@@ -254,8 +236,6 @@ def discover_pairs(source: str | Path, *, strict: bool = True) -> list[PairSpec]
     With ``strict`` (default) any problem (a patient with only one dose, an ambiguous series)
     raises DatasetError listing all of them; otherwise problems are logged and skipped.
     """
-    from pipeline.data.layouts import scan_pairs
-
     found = scan_pairs(Path(source))
     if found.problems and strict:
         raise DatasetError(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline.models.drle import DRLE
 from pipeline.models.monai_nets import EdgeUNet
 from pipeline.models.redcnn import REDCNN
-from pipeline.models.registry import ModelSpec, register_model
+from pipeline.models.spec import ModelSpec
 
 
-def register_all() -> None:
-    """Register every built-in model (called once by the registry)."""
+def register_all(register_model: Callable[[ModelSpec], ModelSpec]) -> None:
+    """Register every built-in model through ``register_model`` (called once by the registry)."""
     register_model(
         ModelSpec(
             "drle",

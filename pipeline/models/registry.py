@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,32 +20,11 @@ from torch import nn
 
 from pipeline.config import StrictModel
 from pipeline.errors import ConfigError
+from pipeline.models import _builtin
+from pipeline.models.spec import ModelSpec
 
 #: The model trained and used for denoising when a config names none (see docs/models.md).
 DEFAULT_MODEL = "drle"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model: its builder, a one-line description and fixed preset parameters."""
-
-    name: str
-    builder: Callable[..., nn.Module]
-    description: str
-    preset: dict[str, Any] = field(default_factory=dict)
-    #: True when the model upsamples with strided transposed convolutions (checkerboard risk).
-    transposed_conv: bool = False
-
-    def defaults(self) -> dict[str, Any]:
-        """All keyword parameters of the builder with their effective defaults."""
-        sig = inspect.signature(self.builder)
-        out = {
-            k: p.default
-            for k, p in sig.parameters.items()
-            if p.default is not inspect.Parameter.empty
-        }
-        out.update(self.preset)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -80,11 +57,14 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def _ensure_builtin() -> None:
-    if not _REGISTRY:
-        from pipeline.models import _builtin
+_BUILTIN_LOADED: list[bool] = []
 
-        _builtin.register_all()
+
+def _ensure_builtin() -> None:
+    """Register the built-in zoo once, whatever was registered before it (custom models)."""
+    if not _BUILTIN_LOADED:
+        _BUILTIN_LOADED.append(True)
+        _builtin.register_all(register_model)
 
 
 def model_names() -> list[str]:
