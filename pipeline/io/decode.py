@@ -18,6 +18,7 @@ import logging
 import multiprocessing as mp
 import os
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -30,8 +31,14 @@ from pipeline.io.hu import unpack_native
 
 log = logging.getLogger(__name__)
 
-#: seconds without any decoder finishing before the running ones are declared hung
-DECODE_TIMEOUT_S = float(os.environ.get("LDCT_DECODE_TIMEOUT_S", "120"))
+#: per-file decode time budget: this many seconds, plus DECODE_S_PER_MPIXEL per million
+#: decoded pixels; a decoder that takes longer is declared hung and its file skipped
+DECODE_TIMEOUT_S = float(os.environ.get("LDCT_DECODE_TIMEOUT_S", "30"))
+DECODE_S_PER_MPIXEL = float(os.environ.get("LDCT_DECODE_S_PER_MPIXEL", "2"))
+#: per-file decode memory budget (address space a worker may add while decoding one file):
+#: 4 x the decoded size, at least this many MB; ``LDCT_DECODE_MEMORY_MB`` sets it outright
+DECODE_MEMORY_MIN_MB = 512
+DECODE_MEMORY_MB = float(os.environ.get("LDCT_DECODE_MEMORY_MB", "0"))
 #: most files sent to a decoder process per round trip
 FILES_PER_TASK = 8
 
@@ -55,6 +62,23 @@ class DecodeJob:
     @property
     def native(self) -> bool:
         return self.byte_order is not None and self.offset is not None
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.rows * self.columns * self.n_frames * max(1, self.bits_allocated // 8)
+
+
+def time_budget_s(job: DecodeJob) -> float:
+    """Seconds one file may take to decode in a worker."""
+    pixels = job.rows * job.columns * job.n_frames
+    return DECODE_TIMEOUT_S + DECODE_S_PER_MPIXEL * pixels / 1e6
+
+
+def memory_budget_bytes(job: DecodeJob) -> int:
+    """Address space one file's decoding may add to a worker."""
+    if DECODE_MEMORY_MB > 0:
+        return int(DECODE_MEMORY_MB * 2**20)
+    return max(DECODE_MEMORY_MIN_MB * 2**20, 4 * job.decoded_bytes)
 
 
 DecodeResult = np.ndarray | str
@@ -114,9 +138,52 @@ def _init_worker() -> None:
     _STDERR_FD = fd
 
 
+def _address_space() -> int | None:
+    """This process's current virtual memory size in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/statm", "rb") as fp:
+            return int(fp.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextlib.contextmanager
+def _memory_budget(job: DecodeJob) -> Iterator[int | None]:
+    """In a worker: cap the address space at its current size + the job's budget.
+
+    A decoder that needs more gets a failed allocation (MemoryError, or a crash that costs
+    only this worker), never the machine's memory. Yields the budget in bytes (None when the
+    limit cannot be set on this platform).
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield None
+        return
+    now = _address_space()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    budget = memory_budget_bytes(job)
+    if now is None:
+        yield None
+        return
+    limit = now + budget if hard == resource.RLIM_INFINITY else min(hard, now + budget)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError):
+        yield None
+        return
+    try:
+        yield budget
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def _captured(job: DecodeJob) -> DecodeResult:
     start = os.lseek(_STDERR_FD, 0, os.SEEK_END) if _STDERR_FD is not None else 0
-    result = _safe_decode(job)
+    with _memory_budget(job) as budget:
+        result = _safe_decode(job)
+    if isinstance(result, str) and budget and "MemoryError" in result:
+        result += f" (over the decode memory budget of {budget / 2**20:.0f} MB for this file)"
     if isinstance(result, str) and _STDERR_FD is not None:
         end = os.lseek(_STDERR_FD, 0, os.SEEK_END)
         said = os.pread(_STDERR_FD, min(end - start, 4096), start).decode("utf-8", "replace")
@@ -226,12 +293,16 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
     futures: dict[Future[list[DecodeResult]], list[int]] = {
         pool.submit(_worker_many, [jobs[i] for i in idx]): idx for idx in chunks
     }
+    budgets = {f: sum(time_budget_s(jobs[i]) for i in idx) for f, idx in futures.items()}
     pending = set(futures)
     trouble = False
     while pending and not trouble:
-        done, pending = wait(pending, timeout=DECODE_TIMEOUT_S, return_when=FIRST_COMPLETED)
+        # a running task finishes within its files' budgets; if none finished within the
+        # largest pending budget, a decoder hangs
+        limit = max(budgets[f] for f in pending)
+        done, pending = wait(pending, timeout=limit, return_when=FIRST_COMPLETED)
         if not done:
-            trouble = True  # nothing finished for DECODE_TIMEOUT_S: something hangs
+            trouble = True  # nothing finished within the budget: something hangs
         for fut in done:
             try:
                 for i, decoded in zip(futures[fut], fut.result(), strict=True):
@@ -254,11 +325,15 @@ def _decode_isolated(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
 def _decode_alone(job: DecodeJob) -> DecodeResult:
     """Decode in a fresh single process, so a crash or hang is pinned on this file."""
     pool = ProcessPoolExecutor(max_workers=1, mp_context=_context(), initializer=_init_worker)
+    budget = time_budget_s(job)
     try:
-        return pool.submit(_captured, job).result(timeout=DECODE_TIMEOUT_S)
+        return pool.submit(_captured, job).result(timeout=budget)
     except FutureTimeout:
         _kill_workers(pool)
-        return f"decoder hung (no result after {DECODE_TIMEOUT_S:.0f} s); file skipped"
+        return (
+            f"decoder hung (no result within the decode time budget of {budget:.0f} s for "
+            f"this file; LDCT_DECODE_TIMEOUT_S); file skipped"
+        )
     except BrokenProcessPool:
         return "decoder crashed (worker process died) on this file; file skipped"
     except Exception as exc:

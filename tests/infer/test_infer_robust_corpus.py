@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from infer_helpers import identity_checkpoint, write_series
+from infer_helpers import compress_rle, identity_checkpoint, write_series
 
 from pipeline.io import header as header_module
 from pipeline.io.read import read_volume
@@ -76,7 +76,7 @@ def corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Pa
         "good", "first_unreadable", "last_truncated", "last_no_ipp", "middle_truncated",
         "all_unreadable", "all_truncated", "ba8_over_16", "slope_1e30", "intercept_1e6",
         "rescale_missing_3_of_6", "signed_as_unsigned", "conflicting_duplicate",
-        "identical_duplicate",
+        "identical_duplicate", "rle_bomb_8192",
     ]  # fmt: skip
     for i, name in enumerate(names):
         paths = write_series(root / name, n_slices=N, seed=i, description=name.upper())
@@ -103,6 +103,9 @@ def corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Pa
     dup.SOPInstanceUID = pydicom.dcmread(c["conflicting_duplicate"][0]).SOPInstanceUID
     dup.file_meta.MediaStorageSOPInstanceUID = dup.SOPInstanceUID
     dup.save_as(c["conflicting_duplicate"][3])
+    compress_rle(c["rle_bomb_8192"])  # RLE files claiming 8192 x 8192 (128 Mpixel/slice)
+    for p in c["rle_bomb_8192"]:
+        _retag(p, Rows=8192, Columns=8192)
     copy = root / "identical_duplicate" / "copy_of_first.dcm"
     shutil.copyfile(c["identical_duplicate"][0], copy)
     _unreadable([c["first_unreadable"][0], *c["all_unreadable"]], monkeypatch)
@@ -130,6 +133,7 @@ EXPECTED_FAIL = {
     "RescaleSlope/RescaleIntercept",
     "signed_as_unsigned": "two's complement (signed) data declared unsigned?",
     "conflicting_duplicate": "conflicting duplicate SOPInstanceUID",
+    "rle_bomb_8192": "implausible matrix for CT: Rows x Columns = 8192 x 8192 (limit 4096 x 4096",
 }
 
 

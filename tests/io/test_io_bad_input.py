@@ -180,6 +180,40 @@ def test_decoder_crash_or_hang_costs_one_file(
     assert results[1].startswith("decoder crashed" if bad == "crash" else "decoder hung")
 
 
+def _greedy_decode(job: DecodeJob) -> np.ndarray:
+    if job.path.name == "bomb":
+        np.empty(1 << 30, np.uint8)  # 1 GiB of address space: over a 256 MB budget
+    return np.zeros((1, 8, 8), np.int16)
+
+
+def test_decoder_memory_budget_costs_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decode._shutdown_pool(kill=True)  # workers must fork after the patch
+    monkeypatch.setattr(decode, "decode_one", _greedy_decode)
+    monkeypatch.setattr(decode, "DECODE_MEMORY_MB", 256.0)
+    jobs = [_job(tmp_path / n) for n in ("a", "bomb", "b")]
+    try:
+        results = decode_jobs(jobs, workers=2)
+    finally:
+        decode._shutdown_pool(kill=True)
+    assert isinstance(results[0], np.ndarray) and isinstance(results[2], np.ndarray)
+    assert isinstance(results[1], str) and "MemoryError" in results[1], results[1]
+    assert results[1].endswith("(over the decode memory budget of 256 MB for this file)")
+
+
+def test_decode_time_budget_scales_with_pixels() -> None:
+    small = DecodeJob(Path("a"), 512, 512, 1, 16, 16, 1, RLELossless)
+    big = DecodeJob(Path("b"), 512, 512, 500, 16, 16, 1, RLELossless)
+    assert decode.time_budget_s(small) == pytest.approx(
+        decode.DECODE_TIMEOUT_S + decode.DECODE_S_PER_MPIXEL * 0.262144
+    )
+    assert decode.time_budget_s(big) - decode.DECODE_TIMEOUT_S == pytest.approx(
+        500 * (decode.time_budget_s(small) - decode.DECODE_TIMEOUT_S)
+    )
+    assert decode.memory_budget_bytes(big) == 4 * 512 * 512 * 500 * 2
+
+
 def test_series_survives_decoder_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = make_series(tmp_path, n_slices=3, transfer_syntax=RLELossless, shuffle=False)
     victim = spec.paths[2]
