@@ -290,3 +290,36 @@ def send_cmd(
     )
     typer.echo(summary.text)
     return summary.exit_code
+
+
+@pacs_app.command("status")
+def status_cmd(
+    spool: Path = typer.Option(..., "--spool", help="The spool folder of `ldct serve`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> int:
+    """Health of an `ldct serve` spool: running or not, heartbeat, queue and failure counts.
+
+    Exit 0 when the service is running (heartbeat fresh), 1 when it is not.
+    """
+    from pipeline.errors import ExitCode
+    from pipeline.pacs.service import read_status
+
+    st = read_status(spool)
+    svc = st["service"]
+    running = bool(svc and svc.get("running"))
+    if as_json:
+        typer.echo(json.dumps(st, indent=1))
+        return ExitCode.OK if running else ExitCode.PARTIAL_FAILURE
+    if svc is None:
+        typer.echo("service: never started on this spool")
+    else:
+        typer.echo(
+            f"service: {'running' if running else 'NOT running'} (pid {svc['pid']}, "
+            f"{svc['aet']} on {svc['listen'] or '-'}, heartbeat {svc['heartbeat_age_s']} s "
+            f"ago, destination {svc['destination'] or '-'})"
+        )
+        typer.echo("stats:   " + ", ".join(f"{k} {v}" for k, v in svc["stats"].items()))
+        for name, what in sorted(svc.get("workers", {}).items()):
+            typer.echo(f"worker:  {name}: {what}")
+    typer.echo("spool:   " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()))
+    return ExitCode.OK if running else ExitCode.PARTIAL_FAILURE
