@@ -83,3 +83,19 @@ def test_window_specs_and_errors():
 def test_model_window_matches_model_range():
     w = WINDOWS["model"]
     assert (w.lo_hu, w.hi_hu) == MODEL_RANGE_HU
+
+
+def test_dicom_window_formula_round_trip_and_ldctbench_values() -> None:
+    """(x - (c - 0.5)) / (w - 1) + 0.5, clipped; exact inverse inside the window."""
+    import numpy as np
+
+    from pipeline.data.intensity import Window, apply_window_dicom, unwindow_dicom
+
+    w = Window("neuro", 80.0, 40.0)
+    hu = np.linspace(0.0, 80.0, 41)
+    x = apply_window_dicom(hu, w)
+    np.testing.assert_allclose(x, np.clip((hu - 39.5) / 79.0 + 0.5, 0, 1), atol=0)
+    inside = (x > 0) & (x < 1)
+    np.testing.assert_allclose(unwindow_dicom(x, w)[inside], hu[inside], atol=1e-12)
+    assert apply_window_dicom(np.array([0.0]), w)[0] == 0.0  # lower bound c - 0.5 - (w-1)/2
+    assert apply_window_dicom(np.array([79.0]), w)[0] == 1.0

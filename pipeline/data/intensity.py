@@ -135,6 +135,24 @@ def unwindow(x: ArrayT, window: str | Window | tuple[float, float]) -> ArrayT:
     return x * w.width_hu + w.lo_hu
 
 
+def apply_window_dicom(hu: ArrayT, window: str | Window | tuple[float, float]) -> ArrayT:
+    """HU -> [0, 1] with the DICOM VOI LUT linear form (PS3.3 C.11.2.1.2), clipped.
+
+    ``(hu - (c - 0.5)) / (w - 1) + 0.5`` for level ``c`` and width ``w``: the convention of
+    LDCT-Bench's ``apply_center_width`` behind its published tables (differs from
+    :func:`apply_window` by up to ``1/w`` of the range).
+    """
+    w = get_window(window)
+    c, width = w.level_hu, w.width_hu
+    return _clip((hu - (c - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def unwindow_dicom(x: ArrayT, window: str | Window | tuple[float, float]) -> ArrayT:
+    """[0, 1] -> HU; exact inverse of :func:`apply_window_dicom` inside the window."""
+    w = get_window(window)
+    return (x - 0.5) * (w.width_hu - 1.0) + (w.level_hu - 0.5)
+
+
 def model_to_window(
     x: ArrayT,
     window: str | Window | tuple[float, float],

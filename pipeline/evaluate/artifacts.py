@@ -17,6 +17,12 @@ Nyquist) and tiled inference (period = tile stride) show up as narrow spectral p
   :func:`seam_scan`); minus a running median over 33 lines, divided by a robust SD
   (1.4826 MAD): a robust z-score per line; tile borders show as isolated high z.
 
+The seam test is applied **only at known tile borders** (:func:`tile_border_lines`, from the
+tile stride and size that ``ldct denoise`` records or ``--tile-stride``): anywhere else a line
+discontinuity is anatomy, not a seam, and a blurred, smoothed or BM3D output, whose residual
+holds the input's edges, would be a false alarm (a Gaussian-blurred series was flagged "seam at
+x=121" before). Without a known tile grid the seam z-scores are still tabulated but cannot flag.
+
 Slice score = max ``ratio_db``; a slice is flagged when the score or the seam z exceeds the
 thresholds in :data:`DEFAULT_THRESHOLDS` (chosen by ``benchmarks/calibrate_artifacts.py``,
 see docs/evaluation.md). A patient is flagged when at least ``patient_fraction`` of its slices
@@ -228,6 +234,52 @@ def seam_from_energy(energy_x: np.ndarray, energy_y: np.ndarray) -> SeamResult:
     return SeamResult(float(zy[iy]), f"y={iy + 1}", zx, zy, energy_x, energy_y)
 
 
+def tile_border_lines(length: int, stride: int, tile: int | None = None) -> np.ndarray:
+    """Boundary positions ``c`` (between pixel ``c-1`` and ``c``) where a tile seam can be.
+
+    With the tile size: the edges of every tile and of its core (``margin = (tile - stride)/2``)
+    for the tile placement of :func:`pipeline.infer.tiling.tile_starts`; with the stride only:
+    every multiple of it. One line of slack either side.
+    """
+    if tile is not None and tile > stride:
+        from pipeline.infer.tiling import tile_starts
+
+        m = (tile - stride) // 2
+        starts = tile_starts(length, tile, m)
+        cand = {c for s in starts for c in (s, s + m, s + tile - m, s + tile)}
+    else:
+        cand = set(range(stride, length, stride))
+    out = {c + d for c in cand for d in (-1, 0, 1)}
+    return np.array(sorted(c for c in out if 1 <= c < length), dtype=np.int64)
+
+
+def restrict_seam(seam: SeamResult, lines_x: np.ndarray, lines_y: np.ndarray) -> SeamResult:
+    """The strongest seam among the given boundary positions only (others do not count)."""
+
+    def best(z: np.ndarray, lines: np.ndarray) -> tuple[float, int]:
+        idx = lines - 1
+        idx = idx[(idx >= 0) & (idx < len(z))]
+        if idx.size == 0:
+            return float("-inf"), 0
+        k = int(idx[int(np.argmax(z[idx]))])
+        return float(z[k]), k + 1
+
+    zx, cx = best(seam.z_x, lines_x)
+    zy, cy = best(seam.z_y, lines_y)
+    if zx >= zy:
+        return SeamResult(zx, f"x={cx}", seam.z_x, seam.z_y, seam.energy_x, seam.energy_y)
+    return SeamResult(zy, f"y={cy}", seam.z_x, seam.z_y, seam.energy_x, seam.energy_y)
+
+
+def seam_lines_for(
+    shape: tuple[int, int], stride: int | None, tile: int | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Candidate seam boundaries ``(x lines, y lines)`` of a slice shape; None = no tile grid."""
+    if not stride:
+        return None
+    return tile_border_lines(shape[1], stride, tile), tile_border_lines(shape[0], stride, tile)
+
+
 def quiet_mask(
     input_hu: np.ndarray,
     mask: np.ndarray | None = None,
@@ -259,13 +311,15 @@ def score_slice(
     tile_stride_px: int | None = None,
     thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
     check_seams: bool = True,
+    tile_px: int | None = None,
 ) -> SliceArtifact:
     """Spectral + seam test of one residual slice -> score, strongest peak, flag.
 
     ``mask`` limits the seam test (e.g. the eroded body); with ``input_hu`` the neighbourhood
-    of the input's edges is left out too (:func:`quiet_mask`). With ``check_seams=False`` (the
-    slices were denoised whole, so no tile border exists) the seam z is still computed and
-    reported but does not flag the slice.
+    of the input's edges is left out too (:func:`quiet_mask`). The seam test looks only at the
+    tile borders of ``tile_stride_px`` (and ``tile_px``); without a stride, or with
+    ``check_seams=False`` (slices denoised whole), the seam z is computed and reported but
+    does not flag the slice.
     """
     periods: tuple[float, ...] = SUSPECT_PERIODS_PX
     if tile_stride_px:
@@ -276,7 +330,10 @@ def score_slice(
     if input_hu is not None:
         mask = quiet_mask(input_hu, mask)
     seam = seam_scan(residual, mask)
-    flagged = score >= thresholds.score_db or (check_seams and seam.z >= thresholds.seam_z)
+    lines = seam_lines_for(residual.shape, tile_stride_px, tile_px) if check_seams else None
+    if lines is not None:
+        seam = restrict_seam(seam, *lines)
+    flagged = score >= thresholds.score_db or (lines is not None and seam.z >= thresholds.seam_z)
     return SliceArtifact(score, top, seam, flagged)
 
 
@@ -284,23 +341,30 @@ def flag_patient(
     slices: list[SliceArtifact],
     thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
     check_seams: bool = True,
+    seam_lines: tuple[np.ndarray, np.ndarray] | None = None,
+    seam_na: str = "whole-slice inference",
 ) -> PatientArtifact:
     """Aggregate slice results into a per-patient flag with a one-line evidence text.
 
-    ``check_seams=False``: inference ran on whole slices (no tile borders), so the pooled seam
-    test cannot flag the patient (anatomy edges that persist across slices would otherwise
-    read as a seam); the evidence says so.
+    The pooled seam test looks only at ``seam_lines`` (the tile borders, from
+    :func:`seam_lines_for`). ``check_seams=False`` or no ``seam_lines``: no tile grid is known
+    (``seam_na`` says why: whole-slice inference, tile grid unknown), so seams cannot flag the
+    patient (anatomy edges that persist across slices would otherwise read as a seam); the
+    evidence says so.
     """
     n = len(slices)
+    check_seams = check_seams and seam_lines is not None
     flagged = [s for s in slices if s.flagged]
     scores = np.array([s.score_db for s in slices]) if slices else np.array([np.nan])
     pooled = _pooled_seam(slices)
+    if pooled is not None and seam_lines is not None:
+        pooled = restrict_seam(pooled, *seam_lines)
     seam_max = pooled.z if pooled is not None else float("nan")
     is_flagged = n > 0 and len(flagged) >= max(1, int(np.ceil(thresholds.patient_fraction * n)))
     pooled_seam = check_seams and pooled is not None and pooled.z >= thresholds.seam_z_pooled
     is_flagged = is_flagged or pooled_seam
     spec = [s for s in flagged if s.score_db >= thresholds.score_db and s.top is not None]
-    seams = [s for s in flagged if s.seam.z >= thresholds.seam_z]
+    seams = [s for s in flagged if check_seams and s.seam.z >= thresholds.seam_z]
     parts: list[str] = []
     top_period, top_axis = float("nan"), ""
     if spec:
@@ -325,7 +389,7 @@ def flag_patient(
     elif check_seams:
         evidence = "no periodic pattern or seam above threshold"
     else:
-        evidence = "no periodic pattern above threshold (seam test n/a: whole-slice inference)"
+        evidence = f"no periodic pattern above threshold (seam test n/a: {seam_na})"
     return PatientArtifact(
         n_slices=n,
         n_flagged=len(flagged),

@@ -196,14 +196,29 @@ def ssim_map(
     return num.div_(den).unsqueeze(1)
 
 
+SsimBorder = Literal["crop", "zero_pad"]
+
+
 def ssim(
     pred: torch.Tensor,
     target: torch.Tensor,
     data_range: float,
     kernel: SsimKernel = "gaussian",
     mask: torch.Tensor | None = None,
+    border: SsimBorder = "crop",
 ) -> torch.Tensor:
-    """Mean structural similarity per image (skimage conventions, see module doc). ``(B,)``."""
+    """Mean structural similarity per image (skimage conventions, see module doc). ``(B,)``.
+
+    ``border="zero_pad"``: the images are zero-padded by ``(win - 1) // 2`` and the full-size
+    map is averaged, as ``F.conv2d(..., padding=win // 2)`` in the RED-CNN code
+    (pytorch-ssim); border windows then see zeros (a different number near the image edge).
+    """
+    if border == "zero_pad":
+        pad = (window_size(kernel) - 1) // 2
+        pred = F.pad(pred, (pad, pad, pad, pad))
+        target = F.pad(target, (pad, pad, pad, pad))
+        smap = ssim_map(pred, target, data_range, kernel)
+        return _masked_mean(smap, _check_mask(mask, smap))
     smap = ssim_map(pred, target, data_range, kernel)
     m = _check_mask(mask, pred)
     if m is not None:

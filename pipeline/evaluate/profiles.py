@@ -4,12 +4,15 @@ Published LDCT numbers use different conventions (DOMAIN.md section 6); a number
 profile is meaningless, so every table row and JSON summary names its profile.
 
 * ``redcnn``: HU clipped to the soft-tissue window [-160, 240], data_range 400 HU, SSIM 11x11
-  Gaussian (sigma 1.5, population covariance); no mask (RED-CNN / CTformer code).
+  Gaussian (sigma 1.5, population covariance) on the **zero-padded** image, averaged over the
+  full map (``F.conv2d(..., padding=5)`` of the RED-CNN code, SSinyu/RED-CNN ``measure.py``,
+  from pytorch-ssim); no mask.
 * ``ldctbench-abdomen`` / ``-chest`` / ``-neuro``: per-anatomy window (400/50, 1500/-600,
-  80/40) mapped to [0, 1] with clipping, data_range 1, SSIM 7x7 uniform with the 49/48
-  sample-covariance factor; no mask (LDCT-Bench, Eulig et al. 2024). LDCT-Bench's own window
-  uses the DICOM ``(width - 1)`` variant; ours is ``(hu - lo) / width`` from
-  :mod:`pipeline.data.intensity` (difference < 0.3 % of the range).
+  80/40) mapped to [0, 1] with LDCT-Bench's ``apply_center_width`` formula
+  ``(x - (c - 0.5)) / (w - 1) + 0.5`` (clipped), data_range 1, skimage SSIM 7x7 uniform with
+  the 49/48 sample-covariance factor (border cropped, as skimage); no mask. Padding pixels keep
+  the value the file stores (PixelPaddingValue rescaled to HU), as LDCT-Bench reads
+  ``pixel_array`` unmodified, instead of the reader's air (-1000 HU).
 * ``hu``: RMSE and MAE in HU of the raw (unwindowed) values inside the body mask.
 
 Windowing goes through :mod:`pipeline.data.intensity` (the one home of windows). SSIM is not
@@ -26,11 +29,21 @@ from typing import Any, Literal
 
 import torch
 
-from pipeline.data.intensity import Window, apply_window, clip_to_window, get_window
+from pipeline.data.intensity import (
+    Window,
+    apply_window,
+    apply_window_dicom,
+    clip_to_window,
+    get_window,
+)
 from pipeline.errors import ConfigError
 from pipeline.evaluate import metrics as M
 
 MaskRule = Literal["none", "body"]
+#: ``lo_width``: (hu - lo) / width; ``dicom``: (hu - (c - 0.5)) / (w - 1) + 0.5 (LDCT-Bench)
+WindowFormula = Literal["lo_width", "dicom"]
+#: Padding pixels: ``air`` as read (-1000 HU); ``stored``: the file's own padding value in HU
+PaddingRule = Literal["air", "stored"]
 #: Values the metrics see: the window mapped to [0,1], HU clipped to the window, or raw HU.
 ValueSpace = Literal["window01", "clipped_hu", "hu"]
 
@@ -48,6 +61,9 @@ class MetricProfile:
     mask: MaskRule
     metrics: tuple[str, ...]
     convention: str
+    window_formula: WindowFormula = "lo_width"
+    ssim_border: M.SsimBorder = "crop"
+    padding: PaddingRule = "air"
 
     def describe(self) -> dict[str, Any]:
         """JSON-able statement of the convention (written into every summary)."""
@@ -65,7 +81,9 @@ class MetricProfile:
             d["ssim_covariance"] = (
                 "sample (N/(N-1))" if self.ssim_kernel == "uniform" else ("population")
             )
-            d["ssim_border_crop_px"] = (M.window_size(self.ssim_kernel) - 1) // 2
+            half = (M.window_size(self.ssim_kernel) - 1) // 2
+            d["ssim_border_crop_px"] = half if self.ssim_border == "crop" else 0
+            d["ssim_zero_pad_px"] = half if self.ssim_border == "zero_pad" else 0
         d["metrics"] = list(self.metrics)
         return d
 
@@ -85,11 +103,13 @@ def _ldctbench(anatomy: str, window: Window) -> MetricProfile:
         mask="none",
         metrics=("psnr", "ssim"),
         convention=(
-            f"LDCT-Bench: HU window {window.width_hu:g}/{window.level_hu:g} "
-            f"([{window.lo_hu:g}, {window.hi_hu:g}] HU) mapped to [0,1] with clipping, "
-            "data_range 1, SSIM 7x7 uniform (sample covariance 49/48), border 3 px cropped, "
-            "no mask"
+            f"LDCT-Bench: HU window {window.width_hu:g}/{window.level_hu:g} mapped to [0,1] "
+            "as (x - (c - 0.5))/(w - 1) + 0.5 with clipping, data_range 1, SSIM 7x7 uniform "
+            "(sample covariance 49/48), border 3 px cropped, no mask; padding pixels at the "
+            "file's stored padding value"
         ),
+        window_formula="dicom",
+        padding="stored",
     )
 
 
@@ -107,8 +127,10 @@ PROFILES: dict[str, MetricProfile] = {
             metrics=("psnr", "ssim"),
             convention=(
                 "RED-CNN/CTformer: HU clipped to [-160, 240], data_range 400 HU, SSIM 11x11 "
-                "Gaussian sigma 1.5 (population covariance), border 5 px cropped, no mask"
+                "Gaussian sigma 1.5 (population covariance) on the zero-padded image, mean "
+                "over the full map (RED-CNN measure.py), no mask"
             ),
+            ssim_border="zero_pad",
         ),
         _ldctbench("abdomen", Window("ldctbench_abdomen", 400.0, 50.0)),
         _ldctbench("chest", Window("ldctbench_chest", 1500.0, -600.0)),
@@ -165,8 +187,9 @@ def compute_profile(
         x = clip_to_window(pred_hu, p.window)
         y = clip_to_window(target_hu, p.window)
     elif p.window is not None:
-        x = apply_window(pred_hu, p.window)
-        y = apply_window(target_hu, p.window)
+        fn = apply_window_dicom if p.window_formula == "dicom" else apply_window
+        x = fn(pred_hu, p.window)
+        y = fn(target_hu, p.window)
     out: dict[str, torch.Tensor] = {}
     for name in p.metrics:
         if name == "psnr":
@@ -174,7 +197,7 @@ def compute_profile(
         elif name == "ssim":
             if p.ssim_kernel is None:  # pragma: no cover - PROFILES is static
                 raise ConfigError(f"profile {p.name!r}: ssim without a kernel")
-            out[name] = M.ssim(x, y, dr, kernel=p.ssim_kernel, mask=mask)
+            out[name] = M.ssim(x, y, dr, kernel=p.ssim_kernel, mask=mask, border=p.ssim_border)
         elif name == "rmse_hu":
             out[name] = M.rmse(x, y, mask=mask)
         elif name == "mae_hu":

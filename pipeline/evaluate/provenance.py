@@ -101,6 +101,15 @@ def guardrail_row(
     }
 
 
+_TILE_RE = re.compile(r"(\d+)x\1 tiles", re.IGNORECASE)
+
+
+def tile_size_from(tiling: str) -> int | None:
+    """The tile size (px) from a manifest ``tiling`` text such as ``'256x256 tiles stride=224'``."""
+    m = _TILE_RE.search(tiling or "")
+    return int(m.group(1)) if m else None
+
+
 def tile_stride_from(tiling: str) -> int | None:
     """The tile stride (px) from a manifest ``tiling`` text such as ``'tile=256 stride=224'``."""
     m = _STRIDE_RE.search(tiling or "")

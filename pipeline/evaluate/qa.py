@@ -18,6 +18,7 @@ from pipeline.evaluate.artifacts import (
     SliceArtifact,
     flag_patient,
     score_slice,
+    seam_lines_for,
 )
 from pipeline.evaluate.noise import find_uniform_rois, roi_stats
 from pipeline.evaluate.nps import METHOD_TEXT, role_spectra
@@ -139,11 +140,15 @@ def grid_artifacts(
     tile_stride_px: int | None = None,
     thresholds: ArtifactThresholds = DEFAULT_THRESHOLDS,
     check_seams: bool = True,
+    tile_px: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-slice and per-patient artifact rows for denoised-low (and denoised-full).
 
+    Seams are tested only at the tile borders of ``tile_stride_px``/``tile_px``;
     ``check_seams=False`` when the denoise manifest says the slices were processed whole.
     """
+    lines = seam_lines_for(vols["low"].shape[1:], tile_stride_px, tile_px) if check_seams else None
+    seam_na = "whole-slice inference" if not check_seams else "tile grid unknown (--tile-stride)"
     if "denoised" not in vols:
         return [], []
     inner = inner_mask(body)
@@ -163,6 +168,7 @@ def grid_artifacts(
                 tile_stride_px=tile_stride_px,
                 thresholds=thresholds,
                 check_seams=check_seams,
+                tile_px=tile_px,
             )
             results.append(sa)
             slice_rows.append(
@@ -178,7 +184,7 @@ def grid_artifacts(
                     "flagged": sa.flagged,
                 }
             )
-        pa = flag_patient(results, thresholds, check_seams)
+        pa = flag_patient(results, thresholds, check_seams, seam_lines=lines, seam_na=seam_na)
         patient_rows.append(
             {
                 "patient": patient,

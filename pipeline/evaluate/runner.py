@@ -36,6 +36,7 @@ from pipeline.evaluate.provenance import (
     guardrail_row,
     now_utc,
     package_versions,
+    tile_size_from,
     tile_stride_from,
 )
 from pipeline.evaluate.task import Geometry, find_inserts
@@ -91,6 +92,21 @@ def align(
     return out
 
 
+def stored_padding_hu(vol: CTVolume) -> np.ndarray:
+    """HU with padding pixels at the file's stored padding value (PixelPaddingValue rescaled).
+
+    The reader maps padding to air (-1000 HU); LDCT-Bench computes on ``pixel_array`` as
+    stored, so its profiles see the padding value itself. Unchanged when the series has no
+    padding mask or no PixelPaddingValue (then the stored value is not known).
+    """
+    pad = vol.meta.get("PixelPaddingValue")
+    if vol.padding_mask is None or pad is None or not vol.slices:
+        return vol.hu
+    s = vol.slices[0]
+    value = float(pad) * s.rescale_slope + s.rescale_intercept
+    return np.where(vol.padding_mask, np.float32(value), vol.hu)
+
+
 def slice_metrics(
     patient: str,
     vols: dict[str, CTVolume],
@@ -108,7 +124,15 @@ def slice_metrics(
     for role in ("low", "denoised"):
         if role not in vols:
             continue
-        values = compute_profiles(vols[role].hu, full.hu, profiles, body)
+        air = [p for p in profiles if p.padding == "air"]
+        stored = [p for p in profiles if p.padding == "stored"]
+        values = compute_profiles(vols[role].hu, full.hu, air, body) if air else {}
+        if stored:
+            values.update(
+                compute_profiles(
+                    stored_padding_hu(vols[role]), stored_padding_hu(full), stored, body
+                )
+            )
         for (prof, metric), v in values.items():
             frames.append(
                 pd.DataFrame(
@@ -163,6 +187,7 @@ def evaluate(
         hu = {r: v.hu for r, v in vols.items()}
         px = (float(ref.spacing_mm[1]), float(ref.spacing_mm[2]))
         stride = tile_stride_px
+        tile: int | None = None
         whole_slices = False  # the denoise manifest says no tiling -> no tile seams possible
         mrow: dict[str, Any] = {}
         if item.denoised is not None:
@@ -173,6 +198,7 @@ def evaluate(
                     for k in ("model_name", "model_sha256", "precision", "tiling", "review_reasons")
                 }
                 stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
+                tile = tile_size_from(str(mrow.get("tiling", ""))) if not tile_stride_px else None
                 whole_slices = str(mrow.get("tiling", "")).strip() == "whole slices"
         rows["per_slice"].append(
             slice_metrics(item.patient, vols, body, profs, slice_positions_mm(ref))
@@ -206,6 +232,7 @@ def evaluate(
             tile_stride_px=stride,
             thresholds=thresholds,
             check_seams=not (whole_slices and tile_stride_px is None),
+            tile_px=tile,
         )
         rows["artifact_slices"] += art_s
         rows["artifacts"] += art_p

@@ -10,6 +10,7 @@ from pipeline.evaluate.artifacts import (
     flag_patient,
     quiet_mask,
     score_slice,
+    seam_lines_for,
     seam_scan,
     spectrum_for_plot,
 )
@@ -90,9 +91,10 @@ def test_seam_pooled_over_slices_flags_patient() -> None:
     seam = np.zeros((256, 256))
     seam[:, 128:] = 20.0
     res = [
-        score_slice(den + seam - low, inner_mask(low > -500), input_hu=low) for low, den in pairs
+        score_slice(den + seam - low, inner_mask(low > -500), input_hu=low, tile_stride_px=128)
+        for low, den in pairs
     ]
-    pat = flag_patient(res)
+    pat = flag_patient(res, seam_lines=seam_lines_for((256, 256), 128))
     assert pat.flagged and "seam at x=128" in pat.evidence
     assert pat.max_seam_z >= DEFAULT_THRESHOLDS.seam_z_pooled
 
