@@ -87,6 +87,9 @@ class OutputConfig(StrictModel):
     #: uncompressed (Explicit VR Little Endian) | rle | jpeg-ls | jpeg2000 (all lossless; each
     #: file is checked to decode bit-exactly to the uncompressed pixels)
     transfer_syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED
+    #: de-identify the derived series (PS3.15 Basic Profile by allowlist, pipeline.io.deid);
+    #: needs the pseudonymisation key in LDCT_PSEUDONYM_KEY (the QA report's --key)
+    deidentify: bool = False
 
 
 class DenoiseConfig(StrictModel):

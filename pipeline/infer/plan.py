@@ -174,6 +174,16 @@ def check_paths(inputs: list[Path], out_root: Path) -> None:
             raise ConfigError(f"input {inp} is inside the output folder {out_root}")
 
 
+def deid_fingerprint() -> str:
+    """Digest of the de-identification key (another key gives other UIDs: redo the series)."""
+    import os
+
+    from pipeline.io.deid import key_fingerprint
+    from pipeline.report.pseudonym import ENV_KEY
+
+    return key_fingerprint(os.environ.get(ENV_KEY, ""))
+
+
 def fingerprint(facts: SeriesFacts, model_sha256: str, cfg: DenoiseConfig) -> str:
     """Hash of the input files (path, size, mtime), the model and the output options."""
     files = []
@@ -185,6 +195,7 @@ def fingerprint(facts: SeriesFacts, model_sha256: str, cfg: DenoiseConfig) -> st
         "model": model_sha256,
         "format": cfg.format.value,
         "transfer_syntax": cfg.output.transfer_syntax.value,
+        "deidentify": deid_fingerprint() if cfg.output.deidentify else "",
         "precision": cfg.precision,
         "suffix": cfg.description_suffix,
         "files": files,

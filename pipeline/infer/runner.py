@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import __version__
-from pipeline.errors import DicomError, LdctError
+from pipeline.errors import ConfigError, DicomError, LdctError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 from pipeline.infer.manifest import ManifestRow, Status
 from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem, shard_of
 from pipeline.infer.publish import clean_stale_staging, verify_completed
 from pipeline.infer.stream import NIFTI_NAME, SeriesSink, SinkOptions
+from pipeline.io.deid import Deidentifier
 from pipeline.io.derived_header import DerivedInfo, series_description
 from pipeline.io.suspect import is_lossy
 from pipeline.io.volume import CTVolume
@@ -74,6 +75,24 @@ def scan_incomplete(record: object) -> list[str]:
     """Lost files a scanned series is known to miss before reading it."""
     lost = getattr(record, "lost", None) or []
     return [_lost_text({"path": str(s.path), "reason": s.reason, "stage": "scan"}) for s in lost]
+
+
+def deidentifier(cfg: DenoiseConfig) -> Deidentifier | None:
+    """The de-identifier of ``output.deidentify`` (key from LDCT_PSEUDONYM_KEY), or None."""
+    if not cfg.output.deidentify:
+        return None
+    import os
+
+    from pipeline.report.pseudonym import ENV_KEY, Pseudonymizer
+
+    key = os.environ.get(ENV_KEY, "")
+    if not key:
+        raise ConfigError(
+            f"output.deidentify needs the pseudonymisation key in {ENV_KEY} (the key of "
+            "`ldct report --pseudonymize --key`): the same key gives the same pseudonyms and "
+            "UIDs on every run"
+        )
+    return Deidentifier(key, Pseudonymizer(True, key))
 
 
 def _row(item: PlanItem, status: Status, reason: str, shard: str, **kw: object) -> ManifestRow:
@@ -175,6 +194,7 @@ class SeriesRunner:
                 return read_series(record, workers=workers)  # type: ignore[arg-type]
 
         self._read = read
+        self.deidentifier = deidentifier(cfg)
         self._review: dict[str, tuple[str, str]] = {}
 
     # -- stages ---------------------------------------------------------------------------
@@ -204,7 +224,8 @@ class SeriesRunner:
         """Derived SeriesDescription: source text (or ``CT series <n>``) + suffix + model."""
         d = self.denoiser
         tag = f" [{self.cfg.description_suffix} {d.name} {d.sha256[:8]}]"
-        return series_description(vol.meta.get("SeriesDescription"), vol.meta, tag)
+        source = None if self.deidentifier is not None else vol.meta.get("SeriesDescription")
+        return series_description(source, vol.meta, tag)  # de-identified: no source text
 
     def derivation(self) -> str:
         d = self.denoiser
@@ -236,6 +257,7 @@ class SeriesRunner:
                 software_versions=(__version__, f"model {d.name} {d.sha256[:16]}"),
             ),
             transfer_syntax=self.cfg.output.transfer_syntax,
+            deidentify=self.deidentifier,
         )
         return SeriesSink(vol, self.out_root, item.facts.key, opts)
 

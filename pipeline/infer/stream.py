@@ -22,6 +22,7 @@ import pydicom
 from pipeline.data.intensity import AIR_HU
 from pipeline.errors import DicomError
 from pipeline.infer.publish import Completion, discard, new_staging, publish, staging_parts
+from pipeline.io.deid import Deidentifier
 from pipeline.io.derived_header import DerivedInfo
 from pipeline.io.volume import CTVolume
 from pipeline.io.write import DerivedSeriesWriter, OutputSyntax
@@ -43,6 +44,7 @@ class SinkOptions:
     #: equipment/software/derivation codes stated in every derived instance
     derived: DerivedInfo | None = None
     transfer_syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED
+    deidentify: Deidentifier | None = None
 
 
 class SeriesSink:
@@ -70,6 +72,7 @@ class SeriesSink:
                     uid_key=self.options.uid_key,
                     derived=self.options.derived,
                     transfer_syntax=self.options.transfer_syntax,
+                    deidentify=self.options.deidentify,
                 )
         return self.staging
 

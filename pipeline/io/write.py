@@ -31,6 +31,7 @@ from pydicom.uid import (
 )
 
 from pipeline.errors import DicomError, GeometryError
+from pipeline.io.deid import Deidentifier
 from pipeline.io.derived_header import (
     FRAMES_EXTRACTED,
     DerivedInfo,
@@ -135,6 +136,7 @@ class DerivedSeriesWriter:
         extra_tags: dict[str, Any] | None = None,
         derived: DerivedInfo | None = None,
         transfer_syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED,
+        deidentify: Deidentifier | None = None,
     ) -> None:
         if not source.slices:
             raise DicomError("source volume has no slice records; cannot derive a DICOM series")
@@ -161,6 +163,7 @@ class DerivedSeriesWriter:
         self.extra_tags = extra_tags
         check_encoder(transfer_syntax)
         self.transfer_syntax = transfer_syntax
+        self.deidentify = deidentify
         first = source.slices[0].header
         info = derived or DerivedInfo(model_name="ldct-pipeline")
         # one creation time for the whole series (every instance states the same)
@@ -238,6 +241,9 @@ class DerivedSeriesWriter:
             rules = replace(rules, derivation_codes=(*rules.derivation_codes, FRAMES_EXTRACTED))
         apply_derived_rules(ds, info.header, rules)
         _apply_extra(ds, self.extra_tags)
+        if self.deidentify is not None:
+            ds = self.deidentify(ds)
+            sop_uid = str(ds.SOPInstanceUID)
         encode_pixels(ds, stored, self.transfer_syntax)
         path = ensure_inside(self.out, self.out / f"IM{k + 1:05d}.dcm")
         _write_file(ds, path)
@@ -251,14 +257,15 @@ class DerivedSeriesWriter:
             raise DicomError(f"{len(missing)} of {len(self.source.slices)} slices not written")
         done = [self._written[k] for k in range(len(self.source.slices))]
         n = self.n_clipped
+        uid = self.deidentify.uid if self.deidentify is not None else str
         return WrittenSeries(
             out_dir=self.out,
             paths=[p for p, _ in done],
-            series_instance_uid=self.series_uid,
+            series_instance_uid=uid(self.series_uid),
             sop_instance_uids=[u for _, u in done],
             series_number=self.number,
-            study_instance_uid=self.study_uid,
-            frame_of_reference_uid=self.for_uid,
+            study_instance_uid=uid(self.study_uid),
+            frame_of_reference_uid=uid(self.for_uid) if self.for_uid else "",
             n_clipped=n,
             warnings=[f"{n} voxels clipped to the stored range"] if n else [],
         )
@@ -277,6 +284,7 @@ def write_derived_series(
     extra_tags: dict[str, Any] | None = None,
     derived: DerivedInfo | None = None,
     transfer_syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED,
+    deidentify: Deidentifier | None = None,
 ) -> WrittenSeries:
     """Write ``hu`` (Z, Y, X) as a new derived series of ``source`` into ``out_dir``.
 
@@ -299,6 +307,7 @@ def write_derived_series(
         extra_tags=extra_tags,
         derived=derived,
         transfer_syntax=transfer_syntax,
+        deidentify=deidentify,
     )
     for k in range(len(source.slices)):
         writer.write_slice(k, hu[k])
