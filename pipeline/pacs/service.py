@@ -200,11 +200,14 @@ class Service:
 
     # -- collector and status ----------------------------------------------------------------
     def _collector(self) -> None:
+        last_status = 0.0
         while not self.stop.is_set():
             for job in self.spool.queue_quiet(self.cfg.quiet_s, self.started):
                 n = len(list(job.glob("*.dcm")))
                 self.spool.log_event("queued", job_study_uid(job), instances=n)
-            self._write_status()
+            if time.monotonic() - last_status >= HEARTBEAT_S:
+                self._write_status()
+                last_status = time.monotonic()
             self.stop.wait(min(0.5, self.cfg.quiet_s / 4))
         self._write_status()
 
