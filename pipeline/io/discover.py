@@ -10,6 +10,7 @@ size or pixel spacing differ. Every file that is not used appears in ``skipped``
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -60,19 +61,20 @@ class SeriesRecord:
         found = value(self.files[0].header, name)
         return default if found is None else found
 
-    @property
+    # cached: sorting and reporting thousands of series asked pydicom for these again and again
+    @functools.cached_property
     def patient_id(self) -> str:
         return str(self._first("PatientID"))
 
-    @property
+    @functools.cached_property
     def patient_name(self) -> str:
         return str(self._first("PatientName"))
 
-    @property
+    @functools.cached_property
     def description(self) -> str:
         return str(self._first("SeriesDescription"))
 
-    @property
+    @functools.cached_property
     def series_number(self) -> int | None:
         value = self._first("SeriesNumber", None)
         try:

@@ -89,8 +89,9 @@ def read_series(
     by_path = {fh.path: fh for fh in record.files}
     thickness = _float(value(record.files[0].header, "SliceThickness"))
     # geometry comes from the headers: sort first, then decode straight into place
-    geom = sort_slices(record.frames, default_thickness_mm=thickness)
-    frames = [record.frames[i] for i in geom.order]
+    every = record.frames  # a property that builds the list: once, not once per slice
+    geom = sort_slices(every, default_thickness_mm=thickness)
+    frames = [every[i] for i in geom.order]
     stored, ok, skipped = decode_stack(by_path, frames, workers, isolate=isolate)
     if not ok.all():
         frames = [f for f, good in zip(frames, ok, strict=True) if good]

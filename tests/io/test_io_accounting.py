@@ -157,3 +157,25 @@ def test_inspect_escapes_tags_and_lists_lost(tmp_path: Path, run_cli: Callable) 
     assert [f["path"] for f in row["lost_files"]] == [str(lost)]
     assert doc["lost_series"] == []
     np.testing.assert_equal(row["slices"], 2)
+
+
+def test_inspect_many_series_prints_a_plain_table(
+    tmp_path: Path, run_cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above RICH_TABLE_MAX_ROWS series per study the table is plain text, same columns."""
+    from pipeline.cli.commands import inspect as inspect_cmd
+
+    study = pydicom.uid.generate_uid()
+    make_series(tmp_path / "a", n_slices=2, study_uid=study, description="first\x1b")
+    make_series(tmp_path / "b", n_slices=3, study_uid=study, seed=1, series_number=2)
+    monkeypatch.setattr(inspect_cmd, "RICH_TABLE_MAX_ROWS", 1)
+    res = run_cli("inspect", tmp_path)
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("#  "))
+    header = "# series description slices size spacing z/y/x mm HU range transfer syntax"
+    assert lines[head].split() == header.split()
+    assert set(lines[head + 1]) <= {"-", " "}
+    row1, row2 = lines[head + 2].split(), lines[head + 3].split()
+    assert row1[:4] == ["1", "1", "first\\x1b", "2"] and row2[:4] == ["2", "2", "test", "series"]
+    assert "\x1b" not in res.stdout

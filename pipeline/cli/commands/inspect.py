@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,15 +38,17 @@ def inspect(
     """
     from pipeline.errors import DicomError
     from pipeline.io.discover import scan
+    from pipeline.io.tags import quiet
     from pipeline.utils.progress import progress
 
     result = scan(paths)
     # series warnings are printed in the table below; don't repeat them as log lines
     logging.getLogger("pipeline.io.read").setLevel(logging.WARNING)
-    rows = [
-        _describe(rec, headers_only, workers)
-        for rec in progress(result.series, desc="reading series", unit="series")
-    ]
+    with quiet():  # mute pydicom once for all series (a mute per tag look-up cost ~30 %)
+        rows = [
+            _describe(rec, headers_only, workers)
+            for rec in progress(result.series, desc="reading series", unit="series")
+        ]
     lost = [
         {
             "study_uid": ls.study_uid,
@@ -199,9 +202,12 @@ def _print_text(result: ScanResult, rows: list[dict[str, Any]], max_skipped: int
                 notes += [f"  [{n}]   {f['path']}: {f['reason']}" for f in row["lost_files"]]
             notes += [f"  [{n}] warning: {w}" for w in row["warnings"]]
             notes.append(f"  [{n}] {row['series_uid']} in {row['folder']}")
-        console.print(table)
-        for line in notes:
-            console.print(printable(line), markup=False, highlight=False)
+        if len(srows) <= RICH_TABLE_MAX_ROWS:
+            console.print(table)
+        else:  # rich lays out ~5 ms per row: thousands of one-slice series took minutes
+            sys.stdout.write(_plain_table(table) + "\n")
+        sys.stdout.write("".join(printable(line) + "\n" for line in notes))
+        sys.stdout.flush()
     for ls in result.lost_series:
         console.print(
             printable(f"LOST series {ls.label} in {ls.folder}: {ls.reason}"),
@@ -219,6 +225,26 @@ def _print_text(result: ScanResult, rows: list[dict[str, Any]], max_skipped: int
             console.print(f"  ... and {len(result.skipped) - max_skipped} more:")
             for reason, count in sorted(counts.items(), key=lambda kv: -kv[1]):
                 console.print(printable(f"    {count} x {reason}"), markup=False, highlight=False)
+
+
+#: studies with more series rows than this are printed as a plain aligned table (same columns)
+RICH_TABLE_MAX_ROWS = 200
+
+
+def _plain_table(table: Any) -> str:
+    """A rich Table as plain aligned text: title, header, one line per row (fast for many)."""
+    from pipeline.utils.text import printable
+
+    cols = [
+        [str(c.header)] + [str(getattr(v, "plain", v)) for v in c._cells] for c in table.columns
+    ]
+    widths = [max(len(v) for v in col) for col in cols]
+    lines = [str(getattr(table.title, "plain", table.title or ""))]
+    for i in range(len(cols[0])):
+        lines.append("  ".join(col[i].ljust(w) for col, w in zip(cols, widths, strict=True)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(printable(line.rstrip()) for line in lines)
 
 
 def _is_tty() -> bool:
