@@ -103,7 +103,7 @@ def make_denoiser(
     return Denoiser(
         model,
         device=device,
-        dtype=resolve_precision(cfg.precision, device),
+        dtype=resolve_precision(cfg.precision, device, model),
         batch_size=cfg.batch_size,
         tiling=cfg.tiling,
         name=name,

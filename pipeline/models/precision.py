@@ -44,21 +44,36 @@ def precision_label(dtype: torch.dtype) -> str:
     return "bf16" if dtype == torch.bfloat16 else "fp32"
 
 
+def bf16_pays(model: nn.Module | None, device: str | torch.device) -> bool:
+    """Whether bf16 is worth it for ``model`` on ``device`` (given native bf16 hardware).
+
+    On CPUs only the fused DRL-E path gains (3.7x on the EPYC, docs/benchmarks.md R4b); MONAI's
+    BasicUNet under autocast runs no faster in bf16 than fp32 (R4b), so ``auto`` keeps it fp32.
+    """
+    from pipeline.models.drle import DRLE
+
+    return model is None or torch.device(device).type == "cuda" or isinstance(model, DRLE)
+
+
 def resolve_precision(
-    requested: str | torch.dtype = "auto", device: str | torch.device = "cpu"
+    requested: str | torch.dtype = "auto",
+    device: str | torch.device = "cpu",
+    model: nn.Module | None = None,
 ) -> torch.dtype:
     """Turn ``"auto" | "fp32" | "bf16"`` into the compute dtype for ``device``.
 
     ``auto`` picks bf16 only where :mod:`pipeline.models.capability` found it both working and
-    native (AMX / AVX512-BF16 CPUs, bf16 GPUs), so it never picks a path that can fail. An
-    explicit ``bf16`` that does not run here (AVX2-only CPUs) is refused with a
+    native (AMX / AVX512-BF16 CPUs, bf16 GPUs), so it never picks a path that can fail, and, when
+    ``model`` is given, only where bf16 pays for it (:func:`bf16_pays`). An explicit ``bf16``
+    that does not run here (AVX2-only CPUs) is refused with a
     :class:`~pipeline.errors.ConfigError` (exit 2) before any work; an emulated one warns.
     """
     if isinstance(requested, str) and requested.lower() not in ("auto", *_NAMES):
         raise ConfigError(f"precision must be one of auto, fp32, bf16; found {requested!r}")
     cap = capability(device)
     if isinstance(requested, str) and requested.lower() == "auto":
-        return torch.bfloat16 if cap.bf16.usable_by_auto else torch.float32
+        use = cap.bf16.usable_by_auto and bf16_pays(model, device)
+        return torch.bfloat16 if use else torch.float32
     dtype = precision_dtype(requested)
     require(cap, dtype)
     return dtype

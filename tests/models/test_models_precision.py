@@ -41,6 +41,16 @@ def test_auto_precision_follows_capability(
     assert P.resolve_precision("fp32", "cpu") == torch.float32
 
 
+def test_auto_keeps_fp32_for_models_bf16_does_not_speed_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.models.monai_nets import EdgeUNet
+
+    monkeypatch.setattr(P, "capability", lambda _dev: _cap(True, True))
+    unet = EdgeUNet(features=(4, 4, 4, 4, 4, 4))
+    assert P.resolve_precision("auto", "cpu", DRLE(channels=8)) == torch.bfloat16
+    assert P.resolve_precision("auto", "cpu", unet) == torch.float32
+    assert P.resolve_precision("bf16", "cpu", unet) == torch.bfloat16  # explicit is honoured
+
+
 def test_explicit_bf16_refused_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(P, "capability", lambda _dev: _cap(False, False))
     with pytest.raises(ConfigError, match="avx512bw") as info:
