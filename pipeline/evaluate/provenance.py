@@ -41,7 +41,11 @@ def find_denoise_manifest(denoised: Path) -> Path | None:
 
 
 def denoise_rows(denoised: Path | None) -> dict[str, dict[str, Any]]:
-    """Manifest rows keyed by derived SeriesInstanceUID (empty if no manifest)."""
+    """Manifest rows keyed by derived SeriesInstanceUID (empty if no manifest).
+
+    Each row also gets ``vgg_weights`` from the manifest's run record of its model (what the
+    checkpoint records about its training loss), when the run says.
+    """
     if denoised is None:
         return {}
     path = find_denoise_manifest(denoised)
@@ -55,7 +59,20 @@ def denoise_rows(denoised: Path | None) -> dict[str, dict[str, Any]]:
     rows = data.get("rows", data) if isinstance(data, dict) else data
     if not isinstance(rows, list):
         return {}
-    return {str(r.get("derived_series_uid")): r for r in rows if isinstance(r, dict)}
+    runs = data.get("runs", []) if isinstance(data, dict) else []
+    vgg = {
+        str(r.get("model_sha256")): r.get("vgg_weights")
+        for r in runs
+        if isinstance(r, dict) and r.get("vgg_weights") not in (None, "")
+    }
+    out = {}
+    for r in rows:
+        if isinstance(r, dict):
+            row = dict(r)
+            if str(row.get("model_sha256")) in vgg:
+                row.setdefault("vgg_weights", vgg[str(row.get("model_sha256"))])
+            out[str(row.get("derived_series_uid"))] = row
+    return out
 
 
 def guardrail_row(
@@ -124,12 +141,12 @@ def checkpoint_info(path: Path | None) -> dict[str, Any]:
 
     ck = load_checkpoint(path)
     extra = ck.meta.get("extra", ck.meta) if isinstance(ck.meta, dict) else {}
-    vgg = {k: v for k, v in (extra or {}).items() if "vgg" in str(k).lower()}
+    vgg = (extra or {}).get("vgg_weights")
     return {
         "checkpoint": str(path),
         "training_envelope": (extra or {}).get("training_envelope"),
         "model_name": ck.model_cfg.get("name"),
         "model_hash": ck.model_hash,
         "model_sha256": ck.sha256,
-        "vgg_weights": vgg or None,
+        "vgg_weights": str(vgg) if vgg not in (None, "") else None,
     }

@@ -195,7 +195,14 @@ def evaluate(
             if mrow:
                 models[item.patient] = {
                     k: mrow.get(k)
-                    for k in ("model_name", "model_sha256", "precision", "tiling", "review_reasons")
+                    for k in (
+                        "model_name",
+                        "model_sha256",
+                        "precision",
+                        "tiling",
+                        "review_reasons",
+                        "vgg_weights",
+                    )
                 }
                 stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
                 tile = tile_size_from(str(mrow.get("tiling", ""))) if not tile_stride_px else None

@@ -120,6 +120,9 @@ class Denoiser:
     envelope: TrainingEnvelope | None = None
     #: False for non-learned denoisers (no training envelope applies)
     learned: bool = True
+    #: VGG16 weights of the training loss as the checkpoint records them (``extra["vgg_weights"]``:
+    #: "imagenet", "random (untrained)", "file", "none"); None = not recorded
+    vgg_weights: str | None = None
 
     def __init__(
         self,

@@ -83,7 +83,10 @@ def load_denoiser(cfg: DenoiseConfig, source: ModelSource | None = None) -> Deno
         version=str(ckpt.meta.get("created_utc") or ckpt.meta.get("package_version") or ""),
         sha256=ckpt.sha256,
     )
-    den.envelope = envelope_from_extra(ckpt.meta.get("extra"))
+    extra = ckpt.meta.get("extra") or {}
+    den.envelope = envelope_from_extra(extra)
+    vgg = extra.get("vgg_weights") if isinstance(extra, dict) else None
+    den.vgg_weights = str(vgg) if vgg not in (None, "") else None
     return den
 
 

@@ -55,6 +55,7 @@ def run_info(plan: Plan, cfg: DenoiseConfig, denoiser: Denoiser) -> dict[str, An
         "package_version": __version__,
         "model_name": denoiser.name,
         "model_sha256": denoiser.sha256,
+        "vgg_weights": denoiser.vgg_weights if denoiser.learned else "none (non-learned)",
         "precision": denoiser.precision,
         "device": str(denoiser.device),
         "config": config_to_dict(cfg),

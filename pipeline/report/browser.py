@@ -51,13 +51,30 @@ def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
             raise LdctError(f"chromium timed out after {timeout_s:.0f} s") from exc
 
 
+#: Chromium stderr lines that are noise in a container (no session bus, no GPU), not reasons.
+_NOISE = ("dbus", "D-Bus", "bus.cc", "gpu", "GPU", "viz_main", "sandbox", "Fontconfig")
+
+
+def _reason(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not any(n in ln for n in _NOISE)]
+    return "; ".join(lines[-3:])[-500:] or "no error message from chromium"
+
+
 def print_pdf(html: Path, pdf: Path, timeout_s: float = 120.0) -> Path:
-    """Print ``html`` (a file) to ``pdf`` with Chromium's own print engine."""
+    """Print ``html`` (a file) to ``pdf`` with Chromium's own print engine.
+
+    Page size, margins and the running header (patient, page N of M) come from the page's
+    CSS ``@page`` rule; Chromium's own header/footer (file URL, date) is switched off.
+    """
+    pdf.parent.mkdir(parents=True, exist_ok=True)
     proc = _run(
-        ["--no-pdf-header-footer", f"--print-to-pdf={pdf}", html.resolve().as_uri()], timeout_s
+        ["--no-pdf-header-footer", f"--print-to-pdf={pdf.resolve()}", html.resolve().as_uri()],
+        timeout_s,
     )
     if not pdf.is_file() or pdf.stat().st_size == 0:
-        raise LdctError(f"chromium could not print the page: {proc.stderr[-500:]}", path=html)
+        raise LdctError(
+            f"chromium could not print the page to {pdf}: {_reason(proc.stderr)}", path=html
+        )
     return pdf
 
 

@@ -72,12 +72,30 @@ def vgg_banner(provenance: dict[str, Any]) -> str:
     return ""
 
 
-def vgg_origin(provenance: dict[str, Any]) -> str:
-    """VGG16 weights used in training, as recorded in the checkpoint/manifest ('not recorded')."""
-    for source in [provenance, *provenance.get("models", {}).values()]:
-        for key, value in (source or {}).items():
-            if "vgg" in str(key).lower() and value not in (None, ""):
-                return str(value)
+#: How the checkpoint's ``vgg_weights`` reads on a report.
+VGG_TEXT = {
+    "none": "none (no perceptual loss)",
+    "imagenet": "imagenet",
+    "random (untrained)": "random (untrained)",
+    "random": "random (untrained)",
+}
+
+
+def vgg_origin(provenance: dict[str, Any], patient: str | None = None) -> str:
+    """VGG16 weights of the training loss, as the checkpoint records them ('not recorded').
+
+    From ``--checkpoint`` (``provenance.vgg_weights``) or the denoise manifest's run record
+    of the model (``provenance.models[patient].vgg_weights``); values: none, imagenet,
+    random (untrained), file.
+    """
+    models = provenance.get("models") or {}
+    picks = [models.get(patient)] if patient is not None else list(models.values())
+    for source in [provenance, *picks]:
+        value = (source or {}).get("vgg_weights")
+        if isinstance(value, dict):  # older summaries: {key: value} of checkpoint vgg keys
+            value = value.get("vgg_weights")
+        if value not in (None, ""):
+            return VGG_TEXT.get(str(value), str(value))
     return "not recorded"
 
 
@@ -97,11 +115,24 @@ def provenance_rows(
     elif prov.get("model_name"):
         model_id = prov.get("model_hash") or prov.get("model_sha256")
         rows.append(("model", f"{prov.get('model_name')} (hash {model_id})"))
+    elif patient_info is None and prov.get("models"):
+        seen = sorted(
+            {
+                f"{m.get('model_name')} (sha256 {str(m.get('model_sha256'))[:16]})"
+                for m in prov["models"].values()
+            }
+        )
+        rows.append(("model", "; ".join(seen) + " (from the ldct denoise manifest)"))
     else:
         rows.append(
             ("model", "not recorded (no denoise manifest or checkpoint given to ldct evaluate)")
         )
-    rows.append(("VGG16 weights (training)", vgg_origin(prov)))
+    rows.append(
+        (
+            "VGG16 weights (training)",
+            vgg_origin(prov, patient_info["patient"] if patient_info else None),
+        )
+    )
     rows.append(
         (
             "evaluation",
@@ -191,6 +222,7 @@ def build_report(
             provenance={"ldct_pipeline": __version__},
             provenance_rows=provenance_rows(ev, cfg, info, created),
             rules=[],
+            print_title=f"LDCT QA report - patient {shown} - verdict {verdict.verdict}",
         )
         page = ensure_inside(out, out / "patients" / page_name(shown))
         atomic_write_text(page, pseudo.scrub(html))
@@ -242,12 +274,15 @@ def build_report(
         vgg_banner=banner,
         provenance={"ldct_pipeline": __version__},
         provenance_rows=provenance_rows(ev, cfg, None, created),
+        print_title="LDCT QA report - cohort index",
     )
     atomic_write_text(result.index, pseudo.scrub(html))
     save_resolved(cfg, out / "report_config.yaml")
     if cfg.pdf:
         from pipeline.report.browser import print_pdf
 
+        pdf_dir = out / "pdf"
+        pdf_dir.mkdir(parents=True, exist_ok=True)
         for page in result.pages.values():
-            result.pdfs.append(print_pdf(page, out / "pdf" / page.with_suffix(".pdf").name))
+            result.pdfs.append(print_pdf(page, pdf_dir / page.with_suffix(".pdf").name))
     return result
