@@ -315,7 +315,8 @@ def _build_tables(rows: dict[str, list[Any]]) -> dict[str, pd.DataFrame]:
 
 
 INSERT_COLUMNS = [
-    "patient", "insert", "role", "radius_mm", "contrast_hu", "n_slices_used",
+    "patient", "insert", "role", "radius_mm", "contrast_hu", "col_px", "row_px", "normal_mm",
+    "n_slices_used",
     "fitted_contrast_hu", "psf_sd_mm", "psf_sd_rel_se", "ttf50_cyc_mm", "cnr",
     "dprime_npw", "dprime_npwe",
 ]  # fmt: skip

@@ -337,6 +337,7 @@ def insert_rows(
         freq, nps, sd = noise.get(role, (np.zeros(0), np.zeros(0), float("nan")))
         for ins, (d, v, used) in zip(inserts, samples, strict=True):
             fit = fit_ttf(d, v, pixel)
+            col, row, _ = _section(ins, geo)
             dp = {"npw": float("nan"), "npwe": float("nan")}
             if used and len(freq) and np.isfinite(joint.psf_sd_mm):
                 ttf = gaussian_ttf(grid, joint.psf_sd_mm)
@@ -350,6 +351,9 @@ def insert_rows(
                     "role": role,
                     "radius_mm": ins.radius_mm,
                     "contrast_hu": ins.contrast_hu,
+                    "col_px": col,
+                    "row_px": row,
+                    "normal_mm": float(np.asarray(ins.center_lps_mm) @ geo.direction[:, 2]),
                     "n_slices_used": len(used),
                     "fitted_contrast_hu": fit.contrast_hu,
                     "psf_sd_mm": fit.psf_sd_mm,

@@ -242,6 +242,65 @@ def artifact_items(
     return items
 
 
+VIEW_ROLES = ("low", "denoised", "full")
+
+
+def slice_name(images: PatientImages, k: int) -> str:
+    """``z = 12.5 mm, InstanceNumber 7`` of slice ``k`` (low-dose order), as far as known."""
+    from pipeline.data.pairs import slice_positions_mm
+
+    vol = images.volumes.get("low") or next(iter(images.volumes.values()))
+    z = float(slice_positions_mm(vol)[k])
+    inst = None
+    header = vol.slices[k].header if vol.slices else None
+    if header is not None:
+        inst = header.get("InstanceNumber")
+    return f"z = {z:.1f} mm, InstanceNumber {inst if inst not in (None, '') else 'n/a'}"
+
+
+def slice_view(
+    ev: EvalOutput, patient: str, images: PatientImages, k: int, window: str
+) -> dict[str, Any]:
+    """Native-resolution low/denoised/full of slice ``k`` with the ROIs and inserts to draw."""
+    from pipeline.data.pairs import slice_positions_mm
+
+    roles = [r for r in VIEW_ROLES if r in images.volumes]
+    h, w = images.slice(roles[0], k).shape
+    roi = ev.for_patient("roi", patient)
+    rois = []
+    if not roi.empty:
+        here = roi[roi["slice_index"] == k].drop_duplicates(["roi_id"])
+        rois = [(int(r["x0"]), int(r["y0"]), int(r["size_px"])) for _, r in here.iterrows()]
+    circles = []
+    ins = ev.for_patient("inserts", patient)
+    if not ins.empty and "col_px" in ins.columns:
+        vol = images.volumes[roles[0]]
+        pos = float(slice_positions_mm(vol)[k])
+        px = float(vol.spacing_mm[2])
+        for _, r in ins.drop_duplicates(["insert"]).iterrows():
+            r2 = float(r["radius_mm"]) ** 2 - (pos - float(r["normal_mm"])) ** 2
+            if r2 > 0:
+                circles.append(
+                    (float(r["col_px"]), float(r["row_px"]), (r2**0.5) / px, str(r["insert"]))
+                )
+    return {
+        "name": slice_name(images, k),
+        "window": window,
+        "images": [
+            {
+                "role": role,
+                "label": figures.ROLE_LABELS[role],
+                "uri": figures.slice_png(images.slice(role, k), window),
+                "w": w,
+                "h": h,
+            }
+            for role in roles
+        ],
+        "rois": rois,
+        "inserts": circles,
+    }
+
+
 def patient_context(
     ev: EvalOutput,
     patient: str,
@@ -258,10 +317,12 @@ def patient_context(
             per_slice, cfg.curve_profile, int(info.get("n_slices", 0)), cfg.n_representative
         ):
             hu = {role: images.slice(role, k) for role in images.volumes}
+            view = slice_view(ev, patient, images, k, cfg.panel_windows[0])
             panels.append(
                 {
-                    "caption": f"{caption}: index {k}",
+                    "caption": f"{caption}: {view['name']} (slice index {k})",
                     "uri": figures.image_panel(hu, cfg.panel_windows),
+                    "view": view,
                 }
             )
     nps = ev.for_patient("nps", patient)
@@ -348,6 +409,6 @@ HEADLINE_COLUMNS = [
     {"label": "PSNR denoised [dB]"},
     {"label": "SSIM low"},
     {"label": "SSIM denoised"},
-    {"label": "ROI noise reduction"},
+    {"label": "noise reduction (TG-233)"},
     {"label": "grid/seam"},
 ]

@@ -29,6 +29,16 @@ def to_data_uri(fig: Figure, dpi: int = 96) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def slice_png(hu: np.ndarray, window: str) -> str:
+    """One slice at its native resolution in a window, as a grayscale PNG data URI."""
+    from PIL import Image
+
+    g = np.asarray(apply_window(hu.astype(np.float64), get_window(window)))
+    buf = io.BytesIO()
+    Image.fromarray(np.round(255.0 * g).astype(np.uint8), mode="L").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def image_panel(
     images_hu: Mapping[str, np.ndarray],
     windows: Sequence[str],

@@ -237,6 +237,7 @@ def build_report(
                 "reasons": [pseudo.scrub(r) for r in verdict.reasons]
                 + [f"input: {pseudo.scrub(g)}" for g in ctx["guardrail"].get("reasons", [])],
                 "acq": ctx["guardrail"],
+                "view": ctx["panels"][-1]["view"] if ctx["panels"] else None,
             }
         )
     counts = {k: sum(v.verdict == k for v in verdicts) for k in ("pass", "review", "fail")}

@@ -117,3 +117,47 @@ def test_pages_render_in_headless_browser(report, tmp_path):
         img = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
         assert img.std() > 10.0, f"{page.name}: screenshot looks blank"
         assert (img < 128).mean() > 0.01  # text and images drawn, not an empty page
+
+
+class _Svgs(HTMLParser):
+    """Slice viewers: <figure class=slice> with their <svg viewBox>, <rect>, <circle>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: list[dict] = []
+        self.captions: list[str] = []
+        self._cap = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "figure" and "slice" in (a.get("class") or ""):
+            self.figures.append({"role": a.get("data-role"), "rects": 0, "circles": 0})
+        elif tag == "svg" and self.figures:
+            self.figures[-1]["viewBox"] = a.get("viewbox")
+        elif tag == "rect" and self.figures:
+            self.figures[-1]["rects"] += 1
+        elif tag == "circle" and self.figures:
+            self.figures[-1]["circles"] += 1
+        elif tag == "figcaption":
+            self._cap = True
+
+    def handle_data(self, data):
+        if self._cap:
+            self.captions.append(data)
+            self._cap = False
+
+
+def test_slices_at_native_resolution_named_by_z_with_rois(report, evaluated_cohort):
+    """Full-resolution low/denoised/full side by side, ROIs drawn, slices named by z/Instance."""
+    roi = pd.read_csv(evaluated_cohort.evaluation / "roi.csv")
+    for shown, page in report.pages.items():
+        p = _Svgs()
+        p.feed(page.read_text())
+        roles = [f["role"] for f in p.figures]
+        assert roles[:3] == ["low", "denoised", "full"]
+        assert all(f["viewBox"] == "0 0 96 96" for f in p.figures)  # native 96x96, no resampling
+        assert any(f["rects"] > 0 for f in p.figures) == (len(roi[roi.patient == shown]) > 0)
+        assert all(re.search(r"z = -?\d+\.\d mm, InstanceNumber \d+", c) for c in p.captions)
+    idx = _Svgs()
+    idx.feed(report.index.read_text())
+    assert [f["role"] for f in idx.figures] == ["low", "denoised", "full"] * len(report.pages)
