@@ -161,10 +161,19 @@ def test_backpressure_status_and_graceful_stop(
     full = sender().associate("127.0.0.1", svc.port, ae_title="LDCT")
     rj = full.acceptor.primitive
     assert full.is_rejected and (rj.result, rj.result_source, rj.diagnostic) == (2, 3, 2)
-    r = run_cli("pacs", "status", "--spool", svc.spool, "--json")
-    st = json.loads(r.stdout)
-    assert r.exit_code == 0 and st["service"]["running"]
-    assert st["counts"]["queued_jobs"] == 1 and st["service"]["stats"]["rejected_assoc"] == 1
+    # a calling AE title not in --allow-aet: permanent rejection, "calling AE not recognised"
+    bad = sender("INTRUDER").associate("127.0.0.1", svc.port, ae_title="LDCT")
+    rj = bad.acceptor.primitive
+    assert bad.is_rejected and (rj.result, rj.result_source, rj.diagnostic) == (1, 1, 3)
+
+    def status() -> dict | None:  # the heartbeat is written once a second
+        r = run_cli("pacs", "status", "--spool", svc.spool, "--json")
+        st = json.loads(r.stdout)
+        ok = r.exit_code == 0 and st["service"]["stats"]["rejected_assoc"] == 2
+        return st if ok else None
+
+    st = wait_for(status, 10, "the status to count both rejections", step=0.3)
+    assert st["service"]["running"] and st["counts"]["queued_jobs"] == 1
     assert svc.terminate() == 0  # SIGTERM: graceful
     r = run_cli("pacs", "status", "--spool", svc.spool)
     assert r.exit_code == 1 and "NOT running" in r.stdout
