@@ -43,6 +43,9 @@ class EvalItem:
     #: False when a dataset layout (folder names) pairs low/full: their FrameOfReferenceUIDs may
     #: differ (separately written series); slice positions and geometry are still verified.
     full_same_frame: bool = True
+    #: baseline denoisers' series of this low-dose series (``ldct denoise --model bm3d|nlm``),
+    #: by baseline name
+    baselines: dict[str, SeriesRecord] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,6 +159,30 @@ def _attach_denoised(items: list[EvalItem], dens: list[SeriesRecord], problems: 
     for it in items:
         if it.denoised is None:
             problems.append(f"{it.patient}: no denoised series found for the low-dose series")
+
+
+RESERVED_ROLES = ("low", "full", "denoised")
+
+
+def attach_baseline(items: list[EvalItem], name: str, path: Path, problems: list[str]) -> None:
+    """Baseline series of ``path`` to the low-dose series they were made from.
+
+    As for ``--denoised``: by SourceImageSequence -> low-dose SOP instances (what ``ldct
+    denoise`` writes); a low-dose series without a baseline series is listed in ``problems``.
+    """
+    by_sop = {uid: it for it in items for uid in _sop_uids(it.low)}
+    for rec in _scan_series(path, f"baseline {name}"):
+        owners = {id(by_sop[u]): by_sop[u] for u in _source_uids(rec) if u in by_sop}
+        if len(owners) == 1:
+            it = next(iter(owners.values()))
+            it.baselines.setdefault(name, rec)
+        else:
+            problems.append(
+                f"baseline {name}: series {rec.label} matches no unique low-dose series"
+            )
+    for it in items:
+        if name not in it.baselines:
+            problems.append(f"{it.patient}: no {name} baseline series found")
 
 
 def pair_inputs(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.pairs import PairSpec, pair_volumes, slice_positions_mm
-from pipeline.errors import LdctError
+from pipeline.errors import ConfigError, LdctError
 from pipeline.evaluate import qa, stats
 from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, ArtifactThresholds
 from pipeline.evaluate.batched import compute_profiles
 from pipeline.evaluate.body_mask import body_mask
-from pipeline.evaluate.pairing import EvalItem, pair_inputs
+from pipeline.evaluate.pairing import RESERVED_ROLES, EvalItem, attach_baseline, pair_inputs
 from pipeline.evaluate.profiles import (
     DEFAULT_PROFILES,
     METRIC_UNITS,
@@ -70,6 +71,8 @@ def read_item(item: EvalItem) -> dict[str, CTVolume]:
         vols["full"] = read_series(item.full)
     if item.denoised is not None:
         vols["denoised"] = read_series(item.denoised)
+    for name, rec in item.baselines.items():
+        vols[name] = read_series(rec)
     return vols
 
 
@@ -83,7 +86,7 @@ def align(
 ) -> dict[str, CTVolume]:
     """Reorder ``full``/``denoised`` slices to the low-dose order; DatasetError if misaligned."""
     out = {"low": vols["low"]}
-    for role in ("full", "denoised"):
+    for role in [r for r in vols if r != "low"]:
         if role in vols:
             spec = PairSpec(patient, low=Path("low"), full=Path(role), layout="memory", tag="")
             same = full_same_frame if role == "full" else True
@@ -121,9 +124,7 @@ def slice_metrics(
     sop = [s.sop_instance_uid for s in full.slices] or [""] * full.hu.shape[0]
     frames = []
     idx = np.arange(full.hu.shape[0])
-    for role in ("low", "denoised"):
-        if role not in vols:
-            continue
+    for role in [r for r in vols if r != "full"]:
         air = [p for p in profiles if p.padding == "air"]
         stored = [p for p in profiles if p.padding == "stored"]
         values = compute_profiles(vols[role].hu, full.hu, air, body) if air else {}
@@ -164,12 +165,16 @@ def evaluate(
     checkpoint: str | Path | None = None,
     command: str = "",
     ignore_frame_of_reference: bool = False,
+    baselines: Mapping[str, str | Path] | None = None,
 ) -> EvaluationResult:
     """Evaluate a cohort (or one series) and write all tables + summary.json under ``out``."""
     profs = [get_profile(p) for p in profiles]
     out_dir = Path(out)
     pairing = pair_inputs(low, full, denoised, ignore_frame_of_reference=ignore_frame_of_reference)
     problems = list(pairing.problems)
+    baselines = check_baseline_names(baselines or {})
+    for name, path in baselines.items():
+        attach_baseline(pairing.items, name, Path(path), problems)
     manifest = denoise_rows(Path(denoised) if denoised is not None else None)
     ckpt = checkpoint_info(Path(checkpoint) if checkpoint else None)
     rows: dict[str, list[Any]] = {k: [] for k in (*TABLES, *TABLES_ARTIFACTS)}
@@ -258,7 +263,12 @@ def evaluate(
         "schema_version": SCHEMA_VERSION,
         "created_utc": now_utc(),
         "command": command,
-        "inputs": {"full": _s(full), "low": _s(low), "denoised": _s(denoised)},
+        "inputs": {
+            "full": _s(full),
+            "low": _s(low),
+            "denoised": _s(denoised),
+            "baselines": {k: _s(v) for k, v in baselines.items()},
+        },
         "mode": "full-reference" if full is not None else "no-reference",
         "pairing_rule": pairing.rule,
         "ignore_frame_of_reference": bool(ignore_frame_of_reference),
@@ -277,6 +287,23 @@ def evaluate(
     }
     write_outputs(out_dir, tables, summary)
     return EvaluationResult(tables, summary, out_dir, problems)
+
+
+def baseline_name(path: str | Path) -> str:
+    """A baseline's name: its denoise manifest's model (bm3d, nlm), else the folder name."""
+    rows = denoise_rows(Path(path))
+    names = {str(r.get("model_name")) for r in rows.values() if r.get("model_name")}
+    return names.pop() if len(names) == 1 else Path(path).name
+
+
+def check_baseline_names(baselines: Mapping[str, str | Path]) -> dict[str, str | Path]:
+    """Names must be unique and differ from the roles low/full/denoised."""
+    for name in baselines:
+        if name in RESERVED_ROLES or not name or "_vs_" in name:
+            raise ConfigError(
+                f"baseline name {name!r} is reserved or invalid (not low/full/denoised, no '_vs_')"
+            )
+    return dict(baselines)
 
 
 def _s(p: str | Path | None) -> str | None:

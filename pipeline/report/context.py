@@ -63,6 +63,11 @@ def rule_rows(
     return rows
 
 
+def baseline_names(ev: EvalOutput) -> list[str]:
+    """Baselines of the evaluation (``--baseline``), in the order given."""
+    return list((ev.summary.get("inputs") or {}).get("baselines") or {})
+
+
 def metric_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
     pp = ev.for_patient("per_patient", patient)
     if pp.empty:
@@ -89,6 +94,16 @@ def metric_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
                 )
         low_mean = None if low is None else float(low["mean"])
         den_mean = None if den is None else float(den["mean"])
+        extra = []
+        for name in baseline_names(ev):
+            b = by.get(f"{name}_vs_full")
+            extra.append(
+                {
+                    "name": name,
+                    "text": "—" if b is None else f"{fmt(b['mean'])} ± {fmt(b['sd'])}",
+                    "value": "" if b is None else repr(float(b["mean"])),
+                }
+            )
         rows.append(
             {
                 "profile": profile,
@@ -98,6 +113,7 @@ def metric_rows(ev: EvalOutput, patient: str) -> list[dict[str, Any]]:
                 "den": "—" if den is None else f"{fmt(den['mean'])} ± {fmt(den['sd'])}",
                 "low_value": "" if low_mean is None else repr(low_mean),
                 "den_value": "" if den_mean is None else repr(den_mean),
+                "baselines": extra,
                 "delta": "—"
                 if low_mean is None or den_mean is None
                 else f"{den_mean - low_mean:+.4g}",
@@ -333,6 +349,7 @@ def patient_context(
         "reasons": verdict.reasons,
         "rule_results": rule_rows(cfg.rules, verdict.results),
         "metric_rows": metric_rows(ev, patient),
+        "baselines": baseline_names(ev),
         "n_slices": info.get("n_slices"),
         "curves": figures.slice_curves(per_slice, cfg.curve_profile) if len(per_slice) else "",
         "panels": panels,
@@ -378,6 +395,20 @@ def headline_cells(ev: EvalOutput, patient: str) -> list[dict[str, str]]:
             )
             cells.append(
                 {"key": f"{metric}_{comparison}", "text": fmt(r["mean"].iloc[0]) if len(r) else "—"}
+            )
+    for name in baseline_names(ev):
+        for metric in ("psnr", "ssim"):
+            r = (
+                pp[
+                    (pp["profile"] == "redcnn")
+                    & (pp["metric"] == metric)
+                    & (pp["comparison"] == f"{name}_vs_full")
+                ]
+                if not pp.empty
+                else pd.DataFrame()
+            )
+            cells.append(
+                {"key": f"{metric}_{name}", "text": fmt(r["mean"].iloc[0]) if len(r) else "—"}
             )
     qa = ev.for_patient("qa", patient)
     den = qa[qa["role"] == "denoised"] if not qa.empty else qa

@@ -21,6 +21,7 @@ from pipeline.evaluate.provenance import now_utc
 from pipeline.report.config import ReportConfig
 from pipeline.report.context import (
     HEADLINE_COLUMNS,
+    baseline_names,
     fmt,
     headline_cells,
     patient_context,
@@ -54,6 +55,14 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def headline_columns(ev: EvalOutput) -> list[dict[str, str]]:
+    """Index columns: the fixed headline, then PSNR/SSIM (redcnn) of each baseline."""
+    cols = list(HEADLINE_COLUMNS[:4])
+    for name in baseline_names(ev):
+        cols += [{"label": f"PSNR {name} [dB]"}, {"label": f"SSIM {name}"}]
+    return cols + list(HEADLINE_COLUMNS[4:])
 
 
 def page_name(shown: str) -> str:
@@ -266,7 +275,7 @@ def build_report(
         css=css,
         counts=counts,
         patients=index_rows,
-        headline_columns=HEADLINE_COLUMNS,
+        headline_columns=headline_columns(ev),
         cohort_rows=cohort_rows,
         profiles=profiles,
         rules=rule_rows(cfg.rules),

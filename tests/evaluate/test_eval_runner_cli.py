@@ -117,3 +117,46 @@ def test_evaluate_flags_checkerboard_no_reference(cohort: dict[str, Path], run_c
     assert not (out / "per_slice.csv").read_text().strip().splitlines()[1:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "no-reference" and summary["problems"]
+
+
+def test_baselines_are_evaluated_like_the_denoised_series_and_shown(
+    cohort: dict[str, Path], run_cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """--baseline DIR (e.g. ldct denoise --model nlm): extra comparisons, qa rows, columns."""
+    out = tmp_path / "qa"
+    res = run_cli(
+        "qa",
+        "--full",
+        str(cohort["data"]),
+        "--low",
+        str(cohort["data"]),
+        "--denoised",
+        str(cohort["plain"]),
+        "--baseline",
+        str(cohort["grid"]),
+        "--out",
+        str(out),
+    )
+    assert res.exit_code in (0, 1), res.stdout + res.stderr
+    ev = out / "evaluation"
+    pp = pd.read_csv(ev / "per_patient.csv")
+    assert "den_grid_vs_full" in set(pp["comparison"])
+    g = pp[(pp.comparison == "den_grid_vs_full") & (pp.metric == "psnr") & (pp.profile == "redcnn")]
+    ps = pd.read_csv(ev / "per_slice.csv")
+    sel = ps[(ps.comparison == "den_grid_vs_full") & (ps.metric == "psnr")]
+    sel = sel[(sel.profile == "redcnn") & (sel.patient == "DEMO001")]
+    assert g[g.patient == "DEMO001"]["mean"].iloc[0] == pytest.approx(sel["value"].mean())
+    qa = pd.read_csv(ev / "qa.csv")
+    assert "den_grid" in set(qa["role"])
+    summary = json.loads((ev / "summary.json").read_text())
+    assert list(summary["inputs"]["baselines"]) == ["den_grid"]
+    index = (out / "report" / "index.html").read_text()
+    assert "PSNR den_grid [dB]" in index and "SSIM den_grid" in index
+    page = next((out / "report" / "patients").glob("*.html")).read_text()
+    assert "den_grid (baseline)" in page
+    res = run_cli(
+        "evaluate", "--low", str(cohort["data"]), "--full", str(cohort["data"]),
+        "--baseline", str(cohort["plain"]), "--baseline", str(cohort["plain"]),
+        "--out", str(tmp_path / "dup"),
+    )  # fmt: skip
+    assert res.exit_code == 2 and "two baselines named" in res.stderr + res.stdout

@@ -8,6 +8,19 @@ from pathlib import Path
 import typer
 
 
+def named_baselines(paths: list[Path], name_of: object) -> dict[str, Path]:
+    """``{name: path}`` for ``--baseline`` folders (name from the denoise manifest's model)."""
+    from pipeline.errors import ConfigError
+
+    out: dict[str, Path] = {}
+    for p in paths:
+        name = name_of(p)  # type: ignore[operator]
+        if name in out:
+            raise ConfigError(f"--baseline: two baselines named {name!r} ({out[name]}, {p})")
+        out[name] = p
+    return out
+
+
 def register(app: typer.Typer) -> None:
     """Add ``evaluate`` to the CLI."""
     app.command("evaluate")(evaluate)
@@ -50,6 +63,12 @@ def evaluate(
         help="Accept low/full pairs whose FrameOfReferenceUIDs differ (separately acquired "
         "series of one geometry); recorded in summary.json.",
     ),
+    baseline: list[Path] = typer.Option(
+        [],
+        "--baseline",
+        help="Output tree of a baseline denoiser (ldct denoise --model bm3d|nlm), repeatable: "
+        "evaluated like --denoised and shown as extra columns.",
+    ),
 ) -> int:
     """Compare denoised vs low-dose vs full-dose per slice, patient and cohort.
 
@@ -59,6 +78,7 @@ def evaluate(
     """
     from pipeline.errors import ExitCode
     from pipeline.evaluate.profiles import DEFAULT_PROFILES
+    from pipeline.evaluate.runner import baseline_name
     from pipeline.evaluate.runner import evaluate as run_evaluate
 
     res = run_evaluate(
@@ -71,6 +91,7 @@ def evaluate(
         checkpoint=checkpoint,
         command=" ".join(["ldct", *sys.argv[1:]]),
         ignore_frame_of_reference=ignore_frame,
+        baselines=named_baselines(baseline, baseline_name),
     )
     cohort = res.tables["cohort"]
     for row in cohort.itertuples():

@@ -91,9 +91,13 @@ def register(app: typer.Typer) -> None:
             "--ignore-frame-of-reference",
             help="Accept low/full pairs whose FrameOfReferenceUIDs differ (as ldct evaluate).",
         ),
+        baseline: list[Path] = typer.Option(
+            [], "--baseline", help="Baseline denoiser output tree (bm3d/nlm), repeatable."
+        ),
     ) -> None:
         """Evaluate (as `ldct evaluate`) and write the QA report in one go."""
-        from pipeline.evaluate.runner import DEFAULT_PROFILES, evaluate
+        from pipeline.cli.commands.evaluate import named_baselines
+        from pipeline.evaluate.runner import DEFAULT_PROFILES, baseline_name, evaluate
         from pipeline.report.render import build_report
 
         cfg = _load_cfg(config, overrides, pseudonymize, pdf, fail_on)
@@ -106,6 +110,7 @@ def register(app: typer.Typer) -> None:
             profiles=tuple(profile) or DEFAULT_PROFILES,
             command="ldct qa",
             ignore_frame_of_reference=ignore_frame,
+            baselines=named_baselines(baseline, baseline_name),
         )
         typer.echo(f"evaluation tables: {eval_dir}")
         result = build_report(eval_dir, out / "report", cfg, key=key)
