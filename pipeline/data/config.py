@@ -30,6 +30,11 @@ class DataConfig(StrictModel):
 
     root: Path | None = Field(None, description="dataset root in any supported layout")
     manifest: Path | None = Field(None, description="CSV/YAML pair manifest (instead of root)")
+    simulated: Path | None = Field(
+        None,
+        description="generated training set (python -m pipeline.simulate.trainset), instead of "
+        "root/manifest; its train/val entries are the splits",
+    )
     splits_file: Path | None = Field(None, description="split manifest (ldct dataset split)")
     strict_pairing: bool = Field(
         True,
@@ -56,19 +61,20 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        if self.root is not None and self.manifest is not None:
-            raise ValueError("give either root or manifest, not both")
+        given = [k for k in ("root", "manifest", "simulated") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of root, manifest or simulated, not {' and '.join(given)}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must be < 1")
         return self
 
     @property
     def source(self) -> Path:
-        """The dataset root or manifest; ConfigError when neither is set."""
-        src = self.root if self.root is not None else self.manifest
-        if src is None:
-            raise ConfigError("data.root or data.manifest must be set")
-        return src
+        """The dataset root, manifest or generated set; ConfigError when none is set."""
+        for src in (self.root, self.manifest, self.simulated):
+            if src is not None:
+                return src
+        raise ConfigError("data.root, data.manifest or data.simulated must be set")
 
 
 @dataclass
@@ -100,6 +106,8 @@ def build_loaders(
     from pipeline.data.cache import build_store
     from pipeline.data.datasets import build_eval_loader, build_train_loader
 
+    if cfg.simulated is not None and pairs is None:
+        return _simulated_loaders(cfg, seed)
     specs = pairs if pairs is not None else discover_pairs(cfg.source, strict=cfg.strict_pairing)
     splits = resolve_splits(cfg, specs)
     by_split = assign(specs, splits)
@@ -146,5 +154,42 @@ def build_loaders(
         len(by_split["train"]),
         len(by_split["val"]),
         len(by_split["test"]),
+    )
+    return DataLoaders(train=train, val=val, splits=splits, pairs=by_split)
+
+
+def _simulated_loaders(cfg: DataConfig, seed: int) -> DataLoaders:
+    """Loaders over a generated training set: memmapped entries, the set's own train/val split."""
+    from pipeline.data.datasets import build_eval_loader, build_train_loader
+    from pipeline.data.simulated import simulated_pairs, simulated_store
+
+    assert cfg.simulated is not None
+    by_split, splits, _ = simulated_pairs(cfg.simulated)
+    if not by_split["train"]:
+        raise ConfigError(f"the generated set {cfg.simulated} has no training entries")
+    train = build_train_loader(
+        simulated_store(by_split["train"]),
+        patch_size=cfg.patch_size,
+        batch_size=cfg.batch_size,
+        seed=seed,
+        num_workers=cfg.num_workers,
+        patches_per_slice=cfg.patches_per_slice,
+        augment=cfg.augment,
+        air_threshold_hu=cfg.air_threshold_hu,
+        max_air_fraction=cfg.max_air_fraction,
+    )
+    val = None
+    if by_split["val"]:
+        val = build_eval_loader(
+            simulated_store(by_split["val"]),
+            batch_size=cfg.eval_batch_size,
+            num_workers=min(cfg.num_workers, 1),
+            slice_stride=cfg.val_slice_stride,
+        )
+    log.info(
+        "data: generated set %s, %d train / %d val entries",
+        cfg.simulated,
+        len(by_split["train"]),
+        len(by_split["val"]),
     )
     return DataLoaders(train=train, val=val, splits=splits, pairs=by_split)

@@ -45,6 +45,15 @@ def register_all(register_model: Callable[[ModelSpec], ModelSpec]) -> None:
     )
     register_model(
         ModelSpec(
+            "unet-s",
+            EdgeUNet,
+            "Sobel edges + MONAI BasicUNet, features 8-16-32-64-128 (1/4 of unet's FLOPs), "
+            "bilinear upsampling, BN, residual x 0.03",
+            preset={"features": (8, 16, 32, 64, 128, 8), "residual_scale": 0.03},
+        )
+    )
+    register_model(
+        ModelSpec(
             "unet-deconv",
             EdgeUNet,
             "ARTIFACT-PRONE on purpose: unet with stride-2 transposed-conv upsampling "

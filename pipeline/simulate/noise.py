@@ -90,7 +90,7 @@ def _log_measure(
 
 
 def centre_variance_weights(
-    geom: ParallelGeometry, filter_name: FilterName | str, n_phase: int = 32
+    geom: ParallelGeometry, filter_name: FilterName | str, n_phase: int = 32, cutoff: float = 1.0
 ) -> torch.Tensor:
     """Squared FBP weights (n_det,) linking per-bin line-integral variance to a central pixel.
 
@@ -101,7 +101,7 @@ def centre_variance_weights(
     i.e. this is the mean variance over a central region of interest, not only the exact centre
     pixel (which sees no interpolation and is noisier)."""
     n_fft = 1 << math.ceil(math.log2(2 * geom.n_det))
-    kernel = torch.fft.ifft(filter_response(filter_name, n_fft).double()).real
+    kernel = torch.fft.ifft(filter_response(filter_name, n_fft, cutoff).double()).real
     offsets = torch.arange(geom.n_det) - geom.n_det // 2
     k0, k1 = kernel[offsets % n_fft], kernel[(offsets - 1) % n_fft]
     phi = (torch.arange(n_phase, dtype=torch.float64) + 0.5) / n_phase
@@ -116,6 +116,7 @@ def calibrate_noise(
     target_sd_hu: float = DEFAULT_TARGET_SD_HU,
     electronic_sd: float = DEFAULT_ELECTRONIC_SD,
     water_diameter_mm: float = DEFAULT_WATER_DIAMETER_MM,
+    cutoff: float = 1.0,
 ) -> NoiseModel:
     """I0 such that a centred water cylinder shows ``target_sd_hu`` in its centre at full dose."""
     if not target_sd_hu > 0:
@@ -124,7 +125,8 @@ def calibrate_noise(
     r = diameter / 2.0
     t = (torch.arange(geom.n_det, dtype=torch.float64) - geom.n_det // 2) * geom.det_mm
     p = 2.0 * MU_WATER_PER_MM * torch.sqrt((r**2 - t**2).clamp_min(0.0))  # same in every view
-    w2 = centre_variance_weights(geom, filter_name) * geom.n_views  # summed over views
+    # squared weights summed over views
+    w2 = centre_variance_weights(geom, filter_name, cutoff=cutoff) * geom.n_views
     # var_mu = A / I0 + B / I0^2 with A = sum w2 e^p, B = sigma_e^2 sum w2 e^2p
     a = float((w2 * torch.exp(p)).sum())
     b = float((w2 * torch.exp(2 * p)).sum()) * electronic_sd**2

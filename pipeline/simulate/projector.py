@@ -8,7 +8,8 @@ slices and views at once (the speed-up over scikit-image's per-angle ``radon``/`
   ~300 x 300, or built in blocks of views on request); for larger images ray-driven bilinear
   samples every ``pixel_mm / oversample`` along each ray (``grid_sample``);
 * filter: the band-limited ramp of Kak & Slaney (spatial kernel 1/4, -1/(pi n)^2 for odd n),
-  zero-padded FFT, optional apodisation window (``ramp``, ``shepp-logan``, ``cosine``, ``hann``);
+  zero-padded FFT, optional apodisation window (``ramp``, ``shepp-logan``, ``cosine``,
+  ``hamming``, ``hann``) and cutoff (fraction of the Nyquist frequency);
 * back-projection: pixel-driven, linear interpolation on the detector, times pi / n_views.
 """
 
@@ -34,6 +35,7 @@ class FilterName(str, Enum):
     RAMP = "ramp"
     SHEPP_LOGAN = "shepp-logan"
     COSINE = "cosine"
+    HAMMING = "hamming"
     HANN = "hann"
 
 
@@ -96,31 +98,42 @@ def forward_project(
     return out
 
 
-def filter_response(name: FilterName | str, n_fft: int) -> torch.Tensor:
-    """Real frequency response (n_fft,) of the windowed band-limited ramp, per sample spacing."""
+def filter_response(name: FilterName | str, n_fft: int, cutoff: float = 1.0) -> torch.Tensor:
+    """Real frequency response (n_fft,) of the windowed band-limited ramp, per sample spacing.
+
+    ``cutoff`` (0 < cutoff <= 1, fraction of the Nyquist frequency) stretches the window to end
+    at ``cutoff * 0.5`` cycles/sample and zeroes the response above it (a smoother kernel)."""
     name = FilterName(name)
+    if not 0.0 < cutoff <= 1.0:
+        raise SimulationError(f"filter cutoff must be in (0, 1], found {cutoff}")
     n = torch.cat((torch.arange(0, n_fft // 2 + 1), torch.arange(-(n_fft // 2) + 1 - n_fft % 2, 0)))
     h = torch.zeros(n_fft, dtype=torch.float64)
     h[0] = 0.25
     odd = n % 2 == 1
     h[odd] = -1.0 / (math.pi * n[odd].double()) ** 2
     ramp = torch.fft.fft(h).real  # ~ |f| in cycles/sample, band-limited to |f| <= 0.5
-    f = torch.fft.fftfreq(n_fft, dtype=torch.float64)  # cycles / sample, |f| <= 0.5
+    f = torch.fft.fftfreq(n_fft, dtype=torch.float64) / cutoff  # window argument, |f| <= 0.5
     if name is FilterName.SHEPP_LOGAN:
         window = torch.special.sinc(f)
     elif name is FilterName.COSINE:
         window = torch.cos(math.pi * f)
+    elif name is FilterName.HAMMING:
+        window = 0.54 + 0.46 * torch.cos(2.0 * math.pi * f)
     elif name is FilterName.HANN:
         window = 0.5 * (1.0 + torch.cos(2.0 * math.pi * f))
     else:
         window = torch.ones_like(f)
+    if cutoff < 1.0:
+        window = torch.where(f.abs() <= 0.5, window, torch.zeros_like(window))
     return (ramp * window).to(torch.float32)
 
 
-def ramp_filter(sino: torch.Tensor, geom: ParallelGeometry, name: FilterName | str) -> torch.Tensor:
+def ramp_filter(
+    sino: torch.Tensor, geom: ParallelGeometry, name: FilterName | str, cutoff: float = 1.0
+) -> torch.Tensor:
     """Filter each view of ``sino`` (B, n_views, n_det) along the detector (zero-padded FFT)."""
     n_fft = 1 << math.ceil(math.log2(2 * geom.n_det))
-    resp = filter_response(name, n_fft)
+    resp = filter_response(name, n_fft, cutoff)
     spec = torch.fft.rfft(sino, n=n_fft, dim=-1) * resp[: n_fft // 2 + 1]
     # the kernel is in samples; divide by det_mm for 1/mm units (Kak & Slaney eq. 3.61)
     return torch.fft.irfft(spec, n=n_fft, dim=-1)[..., : geom.n_det] / geom.det_mm
@@ -169,7 +182,8 @@ def fbp(
     filter_name: FilterName | str = FilterName.HANN,
     *,
     method: str = "auto",
+    cutoff: float = 1.0,
 ) -> torch.Tensor:
     """Filtered back-projection: sinogram (B, n_views, n_det) -> image (B, N, N) [1/mm]."""
     sino = _check_batch(sino, (geom.n_views, geom.n_det), "sinogram")
-    return back_project(ramp_filter(sino, geom, filter_name), geom, method=method)
+    return back_project(ramp_filter(sino, geom, filter_name, cutoff), geom, method=method)

@@ -28,6 +28,11 @@ class TrainConfig(LoopConfig):
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=lambda: LossConfig.model_validate({}))
+    init_weights: Path | None = Field(
+        None,
+        description="start from this model checkpoint's weights (same model name and params), "
+        "e.g. to fine-tune a trained model with another objective; optimizer state starts fresh",
+    )
 
 
 def load_train_config(path: str | Path | None, overrides: Iterable[str] = ()) -> TrainConfig:

@@ -296,7 +296,13 @@ class Trainer:
             self.ema.copy_to(model)
         check_finite_module(model, name)
         path = self.out_dir / name
-        info = {**self.meta, "step": self.progress.step, "ema": self.ema is not None, **extra}
+        info = {
+            **self.meta,
+            "step": self.progress.step,
+            "wall_s": round(self.progress.wall_s, 1),
+            "ema": self.ema is not None,
+            **extra,
+        }
         self.export_fn(path, model, info)
         return path
 
@@ -320,6 +326,7 @@ class Trainer:
         last_val: dict[str, float] = {}
         try:
             while p.step < cfg.steps and not p.stopped_early:
+                t_step = time.perf_counter()
                 for batch in self.batches.iterate(p.epoch, p.batch):
                     out = self.train_step(batch)
                     p.step += 1
@@ -338,6 +345,9 @@ class Trainer:
                     ve = cfg.validation.every_steps
                     if ve and p.step % ve == 0:
                         last_val = self.run_validation()
+                    now = time.perf_counter()
+                    p.wall_s += now - t_step
+                    t_step = now
                     if p.step % cfg.checkpoint.every_steps == 0 or p.step == cfg.steps:
                         self.save()
                         saved_at = p.step

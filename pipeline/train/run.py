@@ -73,6 +73,56 @@ def data_manifest_hash(
     return hash_records({"pairs": records, "splits": splits})
 
 
+def init_from_checkpoint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    """Copy the weights of ``cfg.init_weights`` into ``model``; returns what was loaded.
+
+    The checkpoint must hold the same model (name and resolved parameters): ConfigError if not.
+    """
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.registry import resolve_params
+
+    assert cfg.init_weights is not None
+    ck = load_checkpoint(cfg.init_weights, expected_model=cfg.model.name)
+    want = json.loads(json.dumps(resolve_params(cfg.model.name, **cfg.model.params)))
+    name, params = ck.model_cfg["name"], ck.model_cfg["params"]
+    have = json.loads(json.dumps(resolve_params(name, **params)))
+    if want != have:
+        raise ConfigError(
+            f"init_weights {cfg.init_weights}: model parameters {have} differ from the "
+            f"config's {want}"
+        )
+    model.load_state_dict(ck.model.state_dict())
+    return {
+        "path": str(cfg.init_weights),
+        "weights_sha256": ck.sha256,
+        "step": (ck.meta.get("extra") or {}).get("step"),
+    }
+
+
+def simulated_meta(root: Path) -> dict[str, Any]:
+    """Checkpoint metadata of a generated training set: its spec, seeds and training envelope."""
+    from pipeline.models.envelope import EXTRA_KEY, TrainingEnvelope
+    from pipeline.simulate.trainset import envelope, read_trainset
+
+    index = read_trainset(root)
+    env = TrainingEnvelope.from_dict(envelope(index))  # validated against the shared schema
+    return {
+        EXTRA_KEY: env.to_dict(),
+        "training_data": {
+            "generator": "pipeline.simulate.trainset",
+            "spec": index["spec"],
+            "entries": {
+                split: sum(1 for e in index["entries"] if e["split"] == split)
+                for split in ("train", "val")
+            },
+            "entry_seeds_sha256": hash_records([(e["name"], e["seed"]) for e in index["entries"]]),
+            "generation_s": round(float(index.get("generation_s", 0.0)), 1),
+            "never_trained_on": "pydicom / pydicom-data CT images; the held-out benchmark's "
+            "phantom family and cosine-filter geometry",
+        },
+    }
+
+
 def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train as configured (single process, or DDP under torchrun); returns the outcome."""
     from pipeline.data.config import build_loaders
@@ -107,6 +157,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         seed_everything(cfg.seed)
         # model and objective next: a missing VGG weights file fails before data decoding
         model: nn.Module = build_model(cfg.model.name, **cfg.model.params)
+        init = init_from_checkpoint(model, cfg) if cfg.init_weights is not None else None
         objective = build_objective(cfg.loss)
         loaders = build_loaders(cfg.data, seed=cfg.seed)
         per_rank = D.per_rank_batch(cfg.data.batch_size, env)
@@ -135,6 +186,10 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             "world_size": env.world_size,
             "model": {"name": cfg.model.name, "params": cfg.model.params},
         }
+        if init is not None:
+            meta["init_weights"] = init
+        if cfg.data.simulated is not None:
+            meta.update(simulated_meta(cfg.data.simulated))
         meta = json.loads(json.dumps(meta, default=str))  # plain data: weights_only-loadable
         log.info(
             "training %s for %d steps (global batch %d on %d process(es), %s, loss %s)",

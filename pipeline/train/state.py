@@ -37,6 +37,8 @@ class Progress:
     bad_validations: int = 0
     skipped: int = 0
     stopped_early: bool = False
+    #: wall-clock seconds spent in training steps (and validations) over all sessions
+    wall_s: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

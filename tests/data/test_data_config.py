@@ -14,9 +14,9 @@ from pipeline.errors import ConfigError
 def test_config_rejects_typos_and_two_sources(tmp_path):
     with pytest.raises(ConfigError, match="patchsize"):
         load_config(DataConfig, overrides=["patchsize=32"])
-    with pytest.raises(ConfigError, match="either root or manifest"):
+    with pytest.raises(ConfigError, match="one of root, manifest or simulated"):
         load_config(DataConfig, overrides=[f"root={tmp_path}", f"manifest={tmp_path}/m.csv"])
-    with pytest.raises(ConfigError, match=r"data\.root or data\.manifest must be set"):
+    with pytest.raises(ConfigError, match=r"data\.root, data\.manifest or data\.simulated must"):
         _ = DataConfig().source
 
 
