@@ -246,6 +246,9 @@ class Service:
     def run(self, install_signals: bool = True) -> int:
         if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
             logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per PDU
+        if install_signals:  # before the model loads: a SIGTERM then still stops cleanly
+            signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+            signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         self.spool.clean_leftovers()
         from pipeline.pacs.worker import Worker
 
@@ -255,9 +258,9 @@ class Service:
         ]
         for w in workers:  # a missing or corrupt model fails here, before anything is accepted
             w.load()
-        if install_signals:
-            signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-            signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        if self.stop.is_set():
+            self.echo("ldct serve: stopped before it started")
+            return 0
         if self.cfg.scp:
             self.start_scp()
             self.started = time.time()  # quiet clocks of studies left by a crash restart now

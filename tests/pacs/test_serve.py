@@ -220,3 +220,48 @@ def test_tls_only(tmp_path: Path, procs: list[ServeProcess]) -> None:
         (svc.spool / "queue").rglob("*.dcm")
     )
     assert {p.stem for p in stored} == {uids(f)[2] for f in files}
+
+
+@pytest.mark.slow
+def test_two_worker_processes_drain_one_spool_exactly_once(
+    orthanc: OrthancServer, tmp_path: Path, procs: list[ServeProcess]
+) -> None:
+    port = free_port()
+    orthanc.add_modality("ldct", "LDCT", port)
+    svc = _serve(procs, tmp_path, orthanc, ["--quiet", "1"], port)
+    extra = ServeProcess(
+        svc.spool,
+        free_port(),
+        [
+            "--no-scp",
+            "--dest",
+            f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}",
+            "--model",
+            str(tmp_path / "m.pt"),
+        ],
+        tmp_path / "worker2.log",
+    )
+    procs.append(extra)
+    extra.start(ready=False)
+    assert extra.proc is not None
+    heartbeat = svc.spool / f"status.{extra.proc.pid}.json"
+    wait_for(heartbeat.exists, 60, "the extra worker's heartbeat\n" + extra.log_text())
+    studies = [
+        ct_study(tmp_path / f"s{i}", patient_id=f"W{i}", n_slices=3, size=32, seed=i)
+        for i in range(4)
+    ]
+    for files in studies:
+        assert send(files, port) == [0, 0, 0]
+    wait_for(
+        lambda: sum(e["event"] == "done" for e in log_events(svc.spool)) >= 4,
+        120,
+        "four studies\n" + svc.log_text() + extra.log_text(),
+        step=0.3,
+    )
+    done = [e for e in log_events(svc.spool) if e["event"] == "done"]
+    assert len(done) == 4 and len({e["study"] for e in done}) == 4  # each study exactly once
+    for files in studies:
+        (derived,) = orthanc.series_of_study(uids(files[0])[0])
+        assert len(derived["Instances"]) == 3
+    assert extra.terminate() == 0 and svc.terminate() == 0
+    assert not any(any((svc.spool / d).iterdir()) for d in ("incoming", "queue", "work"))
