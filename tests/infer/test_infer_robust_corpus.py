@@ -165,6 +165,21 @@ def test_corpus_outcomes(corpus: dict[str, list[Path]], tmp_path: Path, run_cli:
     assert f"FAILED {corpus['all_unreadable'][0].parent}" in res.stdout
 
 
+def test_dry_run_names_incomplete_and_lost(
+    corpus: dict[str, list[Path]], tmp_path: Path, run_cli: Callable
+) -> None:
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    res = run_cli("denoise", tmp_path / "in", "--out", tmp_path / "out", "--model", ckpt,
+                  "--dry-run")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    out = res.stdout
+    lost = corpus["last_no_ipp"][-1].name
+    assert f"INCOMPLETE: 1 file(s) of this series not usable, e.g. {lost}: missing required" in out
+    assert "(REFUSED: conflicting duplicate SOPInstanceUID" in out
+    assert "every file of this series was skipped (6 file(s)" in out
+    assert not (tmp_path / "out").exists()
+
+
 def test_allow_incomplete_names_missing_slices(
     corpus: dict[str, list[Path]], tmp_path: Path, run_cli: Callable
 ) -> None:

@@ -128,6 +128,15 @@ def _print_plan(plan: Plan, name: str, sha: str, kind: str = "weights") -> None:
     for it, what in zip(plan.items, labels, strict=True):
         f = it.facts
         why = f" ({it.skip_reason})" if it.skip_reason else ""
+        lost = getattr(it.record, "lost", None) or []
+        if it.selected and lost:
+            why += (
+                f" (INCOMPLETE: {len(lost)} file(s) of this series not usable, e.g. "
+                f"{lost[0].path.name}: {lost[0].reason}; fails unless allow_incomplete)"
+            )
+        errors = getattr(it.record, "errors", None) or []
+        if it.selected and errors:
+            why += f" (REFUSED: {errors[0]})"
         typer.echo(
             f"  {what:<11} {f.n_slices:>4} x {f.rows}x{f.columns}  {f.description!r}  "
             f"{f.folder} -> {it.out_dir.relative_to(plan.out_root)}{why}"
