@@ -162,3 +162,18 @@ def test_scale_dose_keeps_exact_values_and_ctdivol() -> None:
 )
 def test_series_description_never_says_none(desc: object, meta: dict, expected: str) -> None:
     assert series_description(desc, meta, " [x]") == expected
+
+
+def test_simulate_writer_records_the_dose_in_the_standard_attributes(tmp_path: Path) -> None:
+    from pipeline.simulate.from_volume import LowDoseResult, write_low_dose_series
+
+    src_path = _data_file("CT_small.dcm")
+    src = pydicom.dcmread(src_path)
+    vol = read_volume(src_path)
+    info = {"i0_photons_per_bin": 1e5, "target_sd_hu": 12.0}
+    written = write_low_dose_series(vol, LowDoseResult(vol.hu, 0.25, 0, info), tmp_path)
+    ds = pydicom.dcmread(written.paths[0])
+    assert int(ds.XRayTubeCurrent) == round(int(src.XRayTubeCurrent) * 0.25)
+    assert int(ds.Exposure) == round(int(src.Exposure) * 0.25)
+    assert int(ds.ExposureInuAs) == int(src.Exposure) * 250
+    assert ds.ManufacturerModelName == "ldct simulate" and "DerivationCodeSequence" not in ds
