@@ -66,7 +66,8 @@ def render() -> str:
         "Generated from the CLI by `make docs-cli` (`python -m pipeline.cli.docgen`); do not edit.",
         "",
         "Exit codes: 0 ok; 1 finished with per-item failures (see the manifest); 2 usage or config"
-        " error; 3 input unusable (nothing readable); 4 missing resource (weights, checkpoint).",
+        " error; 3 input unusable (nothing readable); 4 missing or unusable resource (weights,"
+        " checkpoint, an output folder that is read-only, full or not permitted).",
         "",
     ]
     lines += _command_md(root, ["ldct"], 2)
