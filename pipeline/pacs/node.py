@@ -125,9 +125,17 @@ class NetOptions:
     backoff_s: float = 1.0
 
 
+def quiet_pynetdicom() -> None:
+    """pynetdicom logs every PDU at INFO and its own view of each failure at ERROR; our messages
+    say the same in one line. Its log is shown only with ``-vv`` (root logger at DEBUG)."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
 def make_ae(calling_aet: str, opts: NetOptions) -> AE:
     from pynetdicom import AE
 
+    quiet_pynetdicom()
     ae = AE(ae_title=check_aet(calling_aet, "calling AE title"))
     ae.acse_timeout = opts.timeout_s
     ae.dimse_timeout = opts.timeout_s

@@ -30,9 +30,17 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.pacs.durable import is_uid, write_durable
-from pipeline.pacs.node import DEFAULT_AET, NetOptions, Node, TlsConfig, check_aet
+from pipeline.pacs.node import (
+    DEFAULT_AET,
+    NetOptions,
+    Node,
+    TlsConfig,
+    check_aet,
+    quiet_pynetdicom,
+)
 from pipeline.pacs.scu import CT_STORAGE
 from pipeline.pacs.spool import Spool, job_study_uid
+from pipeline.pacs.web import WebNode
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,8 @@ class ServeConfig:
     denoise_config: Path | None = None
     denoise_overrides: list[str] = field(default_factory=list)
     model: str | None = None
+    #: STOW-RS destination instead of ``destination`` (C-STORE)
+    destination_web: WebNode | None = None
 
     def check(self) -> ServeConfig:
         check_aet(self.aet, "--aet")
@@ -76,8 +86,11 @@ class ServeConfig:
             raise ConfigError(
                 "--quiet must be > 0, --max-queue >= 1, --workers >= 0, --send-attempts >= 1"
             )
-        if self.workers and self.destination is None:
-            raise ConfigError("workers need --dest AET@host:port to send the derived series to")
+        if self.workers and (self.destination is None) == (self.destination_web is None):
+            raise ConfigError(
+                "workers need one destination: --dest AET@host:port (C-STORE) or "
+                "--dest-dicomweb URL (STOW-RS)"
+            )
         return self
 
 
@@ -221,7 +234,7 @@ class Service:
             "aet": self.cfg.aet,
             "listen": f"{self.cfg.host}:{self.cfg.port}" if self.cfg.scp else "",
             "tls": bool(self.cfg.tls and self.cfg.tls.enabled),
-            "destination": str(self.cfg.destination or ""),
+            "destination": str(self.cfg.destination or self.cfg.destination_web or ""),
             "started_at": self.started,
             "heartbeat_at": time.time(),
             "stopping": self.stop.is_set(),
@@ -244,8 +257,7 @@ class Service:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self, install_signals: bool = True) -> int:
-        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-            logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per PDU
+        quiet_pynetdicom()
         if install_signals:  # before the model loads: a SIGTERM then still stops cleanly
             signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
             signal.signal(signal.SIGINT, lambda *_: self.stop.set())
@@ -267,7 +279,8 @@ class Service:
             tls = " (TLS)" if self.cfg.tls and self.cfg.tls.enabled else ""
             self.echo(
                 f"ldct serve: {self.cfg.aet} listening on {self.cfg.host}:{self.cfg.port}"
-                f"{tls}; spool {self.spool.root}; destination {self.cfg.destination}; "
+                f"{tls}; spool {self.spool.root}; destination "
+                f"{self.cfg.destination or self.cfg.destination_web}; "
                 f"{self.cfg.workers} worker(s)"
             )
             self._threads.append(

@@ -149,13 +149,14 @@ class Worker:
             self._count("studies_done")
             return
         self._state(f"sending {label}")
-        assert svc.cfg.destination is not None
+        dest = svc.cfg.destination or svc.cfg.destination_web
         t1 = time.perf_counter()
         try:
             sent = send_outputs(
                 work / "out",
                 calling_aet=svc.cfg.aet,
                 node=svc.cfg.destination,
+                web=svc.cfg.destination_web,
                 tls=svc.cfg.dest_tls,
                 opts=svc.cfg.net,
                 echo=log.info,
@@ -175,7 +176,7 @@ class Worker:
             instances=n_in,
             derived_series=len(ok),
             derived_instances=len(sent.rows),
-            destination=str(svc.cfg.destination),
+            destination=str(dest),
             denoise_s=round(t_den, 3),
             send_s=round(time.perf_counter() - t1, 3),
             seconds=round(time.perf_counter() - t0, 3),

@@ -265,3 +265,46 @@ def test_two_worker_processes_drain_one_spool_exactly_once(
         assert len(derived["Instances"]) == 3
     assert extra.terminate() == 0 and svc.terminate() == 0
     assert not any(any((svc.spool / d).iterdir()) for d in ("incoming", "queue", "work"))
+
+
+@pytest.mark.slow
+def test_serve_sends_with_stow_rs(
+    orthanc: OrthancServer,
+    tmp_path: Path,
+    procs: list[ServeProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not orthanc.dicomweb:
+        pytest.skip("Orthanc's DICOMweb plugin (Debian orthanc-dicomweb) is not installed")
+    monkeypatch.setenv("LDCT_DICOMWEB_PASSWORD", orthanc.auth[1])  # inherited by the service
+    port = free_port()
+    svc = ServeProcess(
+        tmp_path / "spool",
+        port,
+        [
+            "--allow-aet",
+            "SENDER",
+            "--quiet",
+            "1",
+            "--dest-dicomweb",
+            orthanc.dicomweb_url,
+            "--dest-web-user",
+            orthanc.auth[0],
+            "--model",
+            str(tiny_checkpoint(tmp_path / "m.pt")),
+        ],
+        tmp_path / "serve.log",
+    )
+    procs.append(svc)
+    svc.start()
+    files = ct_study(tmp_path / "src", n_slices=3, size=32)
+    assert send(files, port) == [0, 0, 0]
+    wait_for(
+        lambda: any(e["event"] in ("done", "failed") for e in log_events(svc.spool)),
+        60,
+        "the study\n" + svc.log_text(),
+        step=0.2,
+    )
+    assert [e["event"] for e in log_events(svc.spool)][-1] == "done", log_events(svc.spool)
+    (derived,) = orthanc.series_of_study(uids(files[0])[0])
+    assert len(derived["Instances"]) == 3

@@ -67,6 +67,12 @@ def serve(
         None, "--tls-ca", help="TLS: CA of client certificates (then required)."
     ),
     dest_tls_ca: Path | None = typer.Option(None, "--dest-tls-ca", help="TLS to --dest: its CA."),
+    dest_dicomweb: str | None = typer.Option(
+        None, "--dest-dicomweb", help="Send with STOW-RS to this DICOMweb root instead of --dest."
+    ),
+    dest_web_user: str = typer.Option(
+        "", "--dest-web-user", help="DICOMweb user; password from $LDCT_DICOMWEB_PASSWORD."
+    ),
 ) -> int:
     """Run a durable DICOM node: C-STORE in -> spool -> denoise -> C-STORE to --dest.
 
@@ -76,6 +82,7 @@ def serve(
     """
     from pipeline.pacs.node import NetOptions, Node, TlsConfig
     from pipeline.pacs.service import ServeConfig, Service
+    from pipeline.pacs.web import WebNode
 
     tls = TlsConfig(ca=tls_ca, cert=tls_cert, key=tls_key, require_client_cert=tls_ca is not None)
     cfg = ServeConfig(
@@ -99,5 +106,8 @@ def serve(
         denoise_config=config,
         denoise_overrides=list(overrides),
         model=model,
+        destination_web=WebNode(dest_dicomweb.rstrip("/"), dest_web_user)
+        if dest_dicomweb
+        else None,
     )
     return Service(cfg, echo=typer.echo).run()
