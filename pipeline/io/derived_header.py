@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -365,8 +364,3 @@ def series_description(source_desc: object, meta: dict[str, object], tag: str) -
         modality = str(meta.get("Modality") or "CT")
         text = f"{modality} series {number}" if number not in (None, "") else f"{modality} series"
     return (text[: 64 - len(tag)] + tag).strip()[:64]
-
-
-def join_codes(codes: Iterable[tuple[str, str, str]]) -> Sequence[tuple[str, str, str]]:
-    """Codes without duplicates, in order."""
-    return tuple(dict.fromkeys(codes))

@@ -177,3 +177,46 @@ def test_simulate_writer_records_the_dose_in_the_standard_attributes(tmp_path: P
     assert int(ds.Exposure) == round(int(src.Exposure) * 0.25)
     assert int(ds.ExposureInuAs) == int(src.Exposure) * 250
     assert ds.ManufacturerModelName == "ldct simulate" and "DerivationCodeSequence" not in ds
+
+
+def test_functional_groups_flatten_into_classic_attributes() -> None:
+    """Per-frame groups override shared ones; Enhanced-only names map to their classic forms."""
+    from pipeline.io.derived_header import classic_from_frame
+
+    def item(**kw: object) -> Dataset:
+        ds = Dataset()
+        for k, v in kw.items():
+            setattr(ds, k, v)
+        return ds
+
+    shared = item(
+        CTAcquisitionDetailsSequence=[item(KVP=120, GantryDetectorTilt=0)],
+        CTReconstructionSequence=[item(ConvolutionKernel="B30f", ReconstructionDiameter=350)],
+        CTExposureSequence=[
+            item(
+                XRayTubeCurrentInmA=200.0, ExposureInmAs=100.0, ExposureTimeInms=500.0, CTDIvol=10.0
+            )
+        ],
+    )
+    frame = item(
+        CTExposureSequence=[
+            item(XRayTubeCurrentInmA=150.4, ExposureInmAs=75.2, ExposureTimeInms=500.0, CTDIvol=7.5)
+        ],
+        FrameContentSequence=[
+            item(FrameAcquisitionDateTime="20240102030405.5+0100", FrameAcquisitionNumber=7)
+        ],
+        FrameAnatomySequence=[item(FrameLaterality="L")],
+    )
+    header = item(
+        NumberOfFrames=2, PatientID="X", SharedFunctionalGroupsSequence=[shared],
+        PerFrameFunctionalGroupsSequence=[item(), frame],
+    )  # fmt: skip
+    ds = classic_from_frame(header, 1)
+    assert ds.PatientID == "X" and "NumberOfFrames" not in ds
+    assert float(ds.KVP) == 120 and ds.ConvolutionKernel == "B30f"
+    assert ds.XRayTubeCurrent == 150 and ds.Exposure == 75 and ds.ExposureInuAs == 75200
+    assert ds.ExposureTime == 500 and ds.CTDIvol == pytest.approx(7.5)
+    assert ds.AcquisitionNumber == 7 and ds.Laterality == "L"
+    assert (ds.AcquisitionDate, ds.AcquisitionTime) == ("20240102", "030405.5")
+    first = classic_from_frame(header, 0)  # only the shared group applies
+    assert first.XRayTubeCurrent == 200 and "Laterality" not in first
