@@ -1,7 +1,8 @@
 """Held-out benchmark: a model checkpoint vs BM3D vs NLM on CT no model has seen, in one run.
 
-Run: ``.venv/bin/python benchmarks/bench_heldout.py [--checkpoint CKPT] [--quick]
-[--phantoms N] [--real NAME ...] [--no-bm3d] [--cache DIR] [--out results.json]``
+Run: ``.venv/bin/python benchmarks/bench_heldout.py [--checkpoint CKPT] [--quick] [--avx2]
+[--phantoms N] [--real NAME ...] [--no-bm3d] [--cache DIR | --no-cache] [--out results.json]``
+(``--markdown results.json`` prints the docs tables of a finished run).
 
 The held-out set (:mod:`pipeline.simulate.heldout`, never for training or model selection):
 (a) ``--phantoms`` perturbed Shepp-Logan + lumpy-background phantoms at 256^2, 1.48 mm, cosine
@@ -23,7 +24,10 @@ Printed per part and as the mean over the slices of the part:
 * speed per slice, model fp32 vs NLM vs BM3D, one after the other on the same CPU (CPU class
   from :mod:`pipeline.models.capability`), per image size.
 
-The model default is the bundled model. ``--quick``: 2 phantoms and 1 real slice.
+The model default is the bundled model. ``--quick``: 2 phantoms and 1 real slice. The built
+held-out set is cached (default ``~/.cache/ldct-pipeline/heldout``, keyed by the simulator's
+source), so a rerun for another checkpoint skips the simulation (~6 min of the ~12 min default
+run at load ~11 on 2 cores).
 """
 
 from __future__ import annotations
@@ -362,6 +366,65 @@ def print_part(title: str, rows: list[dict[str, Any]], labels: list[str], phanto
             )
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The docs tables (docs/benchmarks.md, docs/model-card.md) from a result JSON."""
+    labels = [k for k in ("model", "bm3d", "nlm") if k in result["summary"]]
+    lines = [
+        "| part | slices | low-dose PSNR | "
+        + " | ".join(f"{lab} dPSNR / dSSIM" for lab in labels)
+        + " |",
+        "|---|---|---|" + "---|" * len(labels),
+    ]
+    for part, title in (("phantom", "(a) held-out phantoms 256^2"), ("real", "(b) real CT 512^2")):
+        m = result[part]["mean"]
+        if not m:
+            continue
+        n = len(result[part]["slices"])
+        cells = [
+            f"{m[lab + '_psnr_gain']:+.2f} dB / {m[lab + '_ssim_gain']:+.3f}" for lab in labels
+        ]
+        lines.append(f"| {title} | {n} | {m['low_psnr']:.2f} dB | " + " | ".join(cells) + " |")
+    cells = [
+        f"{result['summary'][lab]['psnr_gain_mean_of_parts']:+.2f} dB / "
+        f"{result['summary'][lab]['ssim_gain_mean_of_parts']:+.3f}"
+        for lab in labels
+    ]
+    lines.append("| mean of the two parts | | | " + " | ".join(cells) + " |")
+    lines += ["", "| texture and edges | full dose | low dose | " + " | ".join(labels) + " |"]
+    lines.append("|---|---|---|" + "---|" * len(labels))
+    ph, re_ = result["phantom"]["mean"], result["real"]["mean"]
+    if ph:
+        for key, what in (
+            ("noise_sd_hu", "(a) noise SD, HU"),
+            ("nps_mean_freq", "(a) NPS mean freq, cyc/mm"),
+        ):
+            row = [
+                f"{ph[f'{r}_{key}']:.3f}" if "freq" in key else f"{ph[f'{r}_{key}']:.1f}"
+                for r in ("full", "low", *labels)
+            ]
+            lines.append(f"| {what} | " + " | ".join(row) + " |")
+        row = [f"{ph[f'{r}_edge_mm']:.2f}" for r in ("full", "low", *labels)]
+        lines.append("| (a) edge 10-90 %, mm | " + " | ".join(row) + " |")
+    if re_:
+        row = ["-"] + [f"{re_[f'{r}_resid_sd_hu']:.1f}" for r in ("low", *labels)]
+        lines.append("| (b) residual vs full SD, HU | " + " | ".join(row) + " |")
+        row = ["-"] + [f"{re_[f'{r}_resid_nps_mean_freq']:.3f}" for r in ("low", *labels)]
+        lines.append("| (b) residual NPS mean freq, cyc/mm | " + " | ".join(row) + " |")
+        row = [f"{re_[f'{r}_edge_mm']:.2f}" for r in ("full", "low", *labels)]
+        lines.append("| (b) edge 10-90 %, mm | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "| s per slice | " + " | ".join(labels) + " | BM3D / model |",
+        "|---|" + "---|" * (len(labels) + 1),
+    ]
+    for size, t in result["speed_s_per_slice"].items():
+        ratio = f"{t['bm3d'] / t['model']:.1f}x" if "bm3d" in t and "model" in t else "-"
+        lines.append(
+            f"| {size}x{size} | " + " | ".join(f"{t[lab]:.2f}" for lab in labels) + f" | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -378,8 +441,22 @@ def main() -> int:
         help="folder caching the built held-out set (default: %(default)s)",
     )
     ap.add_argument("--no-cache", action="store_true", help="rebuild the held-out set, keep none")
+    ap.add_argument(
+        "--avx2",
+        action="store_true",
+        help="rerun under ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 (an AVX2-only CPU's "
+        "kernels for the model; BM3D and NLM do not use oneDNN)",
+    )
+    ap.add_argument("--markdown", type=Path, default=None, help="print the docs tables of a JSON")
     ap.add_argument("--out", type=Path, default=Path("bench_heldout.json"), help="results JSON")
     args = ap.parse_args()
+    if args.avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+        argv = [a for a in sys.argv[1:] if a != "--avx2"]
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     n_ph = 2 if args.quick else args.phantoms
     names = (
         tuple(args.real)
