@@ -64,7 +64,12 @@ def test_family_differs_from_the_training_phantom_generator() -> None:
     assert cross < 0.8 < within
 
 
-GUARDED = re.compile(r"heldout|get_testdata|from pydicom import data\b|pydicom\.data\b(?!set)")
+#: What loading the held-out data looks like (a comment naming the benchmark is fine).
+GUARDED = re.compile(
+    r"simulate\.heldout|simulate import heldout|import heldout|heldout_phantom|phantom_pairs"
+    r"|real_pairs|get_testdata|from pydicom import data\b|pydicom\.data\b(?!set|dict|elem)"
+    r"|data_store"
+)
 
 
 def test_no_training_code_or_config_touches_the_heldout_data() -> None:
@@ -109,3 +114,18 @@ def test_fbp_filter_responses_match_scikit_image(name: str) -> None:
         f = np.fft.fftfreq(512)
         ramp = 2.0 * filter_response("ramp", 512).double().numpy()
         np.testing.assert_allclose(ours[1:], ramp[1:] * np.cos(np.pi * f[1:]), atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("line", "caught"),
+    [
+        ("from pipeline.simulate import heldout", True),
+        ("x = get_testdata_file('693_UNCR.dcm')", True),
+        ("import pydicom.data", True),
+        ("pairs = phantom_pairs(8)", True),
+        ("# never trained on the benchmarks/bench_heldout.py set", False),
+        ("from pydicom.dataset import Dataset", False),
+    ],
+)
+def test_the_guard_catches_loading_not_mentioning(line: str, caught: bool) -> None:
+    assert bool(GUARDED.search(line)) is caught
