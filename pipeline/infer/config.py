@@ -120,6 +120,10 @@ class DenoiseConfig(StrictModel):
     #: Denoise a series even when slices are missing (undecodable files, gaps in z); the
     #: derived series then has the same gaps. Default: such a series fails with the reason.
     allow_incomplete: bool = False
+    #: Refuse series whose HU are implausible for CT (non-finite, beyond the physical range, no
+    #: tissue, or no air anywhere: docs/dicom-input.md). ``false`` denoises them anyway, e.g. a
+    #: tight-FOV reconstruction that contains no air; the checks of the stored values stay on.
+    check_plausible_hu: bool = True
     #: Appended to the source SeriesDescription of derived series.
     description_suffix: str = "denoised"
     #: Parameters of ``--model bm3d`` / ``--model nlm`` (ignored for checkpoints).

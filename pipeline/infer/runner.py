@@ -188,10 +188,12 @@ class SeriesRunner:
         if read is None:
             from pipeline.io.read import read_series
 
-            workers = cfg.read_workers
+            workers, plausible = cfg.read_workers, cfg.check_plausible_hu
 
             def read(record: object) -> CTVolume:
-                return read_series(record, workers=workers)  # type: ignore[arg-type]
+                return read_series(  # type: ignore[arg-type]
+                    record, workers=workers, check_plausible=plausible
+                )
 
         self._read = read
         self.deidentifier = deidentifier(cfg)

@@ -114,3 +114,21 @@ def test_clipped_voxels_are_counted(tmp_path: Path) -> None:
         read_series(derived, workers=1, isolate=False)  # all tissue clipped to 3071: implausible
     out = read_series(derived, workers=1, isolate=False, check_plausible=False)
     assert np.all(out.hu[~vol.padding_mask] == 3071.0)  # clipped to the 12-bit maximum
+
+
+def test_series_without_air_fails_unless_hu_checks_are_off(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A tight-FOV series with no voxel near air: refused by default (reason in the manifest),
+    denoised with ``check_plausible_hu: false``."""
+    import numpy as np
+
+    from pipeline.io.write import write_new_series
+
+    src = tmp_path / "in"
+    hu = 40.0 + np.random.default_rng(0).normal(0.0, 10.0, (3, 24, 24)).round()
+    kw = {"patient_id": "P1", "patient_name": "A^B", "series_description": "zoom"}
+    write_new_series(hu.astype(np.float32), (2.0, 0.4, 0.4), (0.0, 0.0, 0.0), np.eye(3), src, **kw)
+    refused = run_cli("denoise", src, "--out", tmp_path / "o1")
+    assert refused.exit_code == 3
+    assert "no air anywhere in the series" in (tmp_path / "o1" / "manifest.csv").read_text()
+    ok = run_cli("denoise", src, "--out", tmp_path / "o2", "--set", "check_plausible_hu=false")
+    assert ok.exit_code == 0, ok.stderr
