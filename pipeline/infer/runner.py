@@ -191,8 +191,10 @@ class SeriesRunner:
             workers, plausible = cfg.read_workers, cfg.check_plausible_hu
 
             def read(record: object) -> CTVolume:
-                return read_series(  # type: ignore[arg-type]
-                    record, workers=workers, check_plausible=plausible
+                return read_series(
+                    record,  # type: ignore[arg-type]
+                    workers=workers,
+                    check_plausible=plausible,
                 )
 
         self._read = read
