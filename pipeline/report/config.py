@@ -106,7 +106,7 @@ def default_rules() -> list[Rule]:
             op=">",
             threshold=0.9,
             severity=Severity.REVIEW,
-            explain="ROI noise SD reduced by less than 10 %",
+            explain="noise SD (noise-only images, TG-233) reduced by less than 10 %",
         ),
         Rule(
             id="over_smoothing",

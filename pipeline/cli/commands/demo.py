@@ -51,10 +51,18 @@ def headline(eval_dir: Path) -> list[str]:
     den = qa[qa["role"] == "denoised"]
     if len(den):
         lines.append(
-            "ROI noise SD reduction vs low dose: "
+            "noise SD reduction vs low dose (TG-233, noise-only images): "
             f"{100 * (1 - den['sd_ratio_vs_low'].mean()):.0f} % (mean over patients); "
             f"ROI HU bias {den['hu_bias_vs_low_hu'].mean():+.2f} HU"
         )
+        if "sd_ratio_vs_full" in den and den["sd_ratio_vs_full"].notna().any():
+            lines.append(
+                "vs the full-dose target: noise SD x"
+                f"{den['sd_ratio_vs_full'].mean():.2f}, NPS mean frequency x"
+                f"{den['nps_mean_freq_ratio_vs_full'].mean():.2f}, TTF50 x"
+                f"{den['ttf50_ratio_vs_full'].mean():.2f}; d' NPWE x"
+                f"{den['dprime_npwe_ratio_vs_low'].mean():.2f} vs low dose"
+            )
     summary = json.loads((eval_dir / "summary.json").read_text())
     flagged = [a["patient"] for a in summary.get("artifacts", []) if a.get("flagged")]
     lines.append(f"grid/seam artifacts flagged: {', '.join(sorted(set(flagged))) or 'none'}")
