@@ -351,15 +351,21 @@ class _Pipeline:
         self.writes: deque[tuple[PlanItem, Future[ManifestRow], dict[str, float]]] = deque()
         self.rows: list[ManifestRow] = []
         self.n_todo = len(todo)
+        self.inferred: dict[str, int] = {}  # series key -> slices already counted in progress
         self.missing: dict[str, str] = {}  # series key -> absent slices (allow_incomplete)
         self.bar = progress_bar(
             desc="denoise", total=sum(i.facts.n_slices for i in todo), unit="slice"
         )
 
+    def _count_inferred(self, item: PlanItem, n: int) -> None:
+        """Progress per inference batch (a long series or a slow denoiser is not silent)."""
+        self.inferred[item.facts.key] = self.inferred.get(item.facts.key, 0) + n
+        self.bar.update(n)
+
     def _finish(self, item: PlanItem, row: ManifestRow) -> None:
         self.held.pop(item.facts.key, None)
         self.rows.append(row)
-        self.bar.update(item.facts.n_slices)
+        self.bar.update(max(0, item.facts.n_slices - self.inferred.pop(item.facts.key, 0)))
         f = item.facts
         why = f": {row.reason}" if row.reason else ""
         self.bar.note(
@@ -416,10 +422,15 @@ class _Pipeline:
                 sink = self.r.sink(item, vol)
 
                 def stream(
-                    start: int, stop: int, sink: SeriesSink = sink, vol: CTVolume = vol
+                    start: int,
+                    stop: int,
+                    sink: SeriesSink = sink,
+                    vol: CTVolume = vol,
+                    item: PlanItem = item,
                 ) -> None:
                     check_output(vol, start, stop)  # nothing implausible reaches the writer
                     writer.submit(sink.write, start, stop)  # runs while the next batch infers
+                    self._count_inferred(item, stop - start)
 
                 try:
                     plan_desc = self.r.denoiser.describe_plan(
