@@ -11,7 +11,8 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
 from pipeline.config import config_hash, config_to_dict
@@ -19,11 +20,48 @@ from pipeline.errors import ExitCode
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 from pipeline.infer.manifest import MANIFEST_CSV, ManifestRow, Status, merge_parts, write_part
-from pipeline.infer.plan import Plan
+from pipeline.infer.plan import Plan, build_plan
 from pipeline.infer.runner import SeriesRunner
 from pipeline.utils.text import printable
 
+if TYPE_CHECKING:
+    from pipeline.io.discover import ScanResult
+
 log = logging.getLogger(__name__)
+
+
+def plan_inputs(
+    inputs: list[Path],
+    out_root: Path,
+    cfg: DenoiseConfig,
+    denoiser: Denoiser,
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[Plan, ScanResult]:
+    """Scan ``inputs`` (headers only) and plan every series found: the shared first half of
+    ``ldct denoise`` and of the PACS service's worker."""
+    from pipeline.io.discover import scan
+
+    result = scan(inputs)
+    plan = build_plan(
+        result.series,
+        result.skipped,
+        out_root,
+        cfg,
+        denoiser.sha256,
+        shard,
+        lost_series=result.lost_series,
+    )
+    return plan, result
+
+
+def denoise_planned(plan: Plan, cfg: DenoiseConfig, denoiser: Denoiser) -> SessionSummary:
+    """Save the resolved config beside the outputs and run the plan: the shared second half."""
+    from pipeline.config import save_resolved
+
+    plan.out_root.mkdir(parents=True, exist_ok=True)
+    name = f"denoise-config.shard-{plan.shard_index}-of-{plan.shard_count}.yaml"
+    save_resolved(cfg, plan.out_root / name)
+    return run_session(plan, cfg, denoiser)
 
 
 @dataclass

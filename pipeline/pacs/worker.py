@@ -71,27 +71,13 @@ class Worker:
     def denoise(self, job: Path, out_root: Path) -> SessionSummary | None:
         """The ``ldct denoise JOB --out OUT`` code path (scan, plan, run_session); None when
         the study holds no CT series."""
-        from pipeline.config import save_resolved
-        from pipeline.infer.plan import build_plan
-        from pipeline.infer.session import run_session
-        from pipeline.io.discover import scan
+        from pipeline.infer.session import denoise_planned, plan_inputs
 
         cfg, denoiser = self.load()
-        result = scan([job])
+        plan, result = plan_inputs([job], out_root, cfg, denoiser)
         if not result.series and not result.lost_series:
             return None
-        plan = build_plan(
-            result.series,
-            result.skipped,
-            out_root,
-            cfg,
-            denoiser.sha256,
-            (0, 1),
-            lost_series=result.lost_series,
-        )
-        out_root.mkdir(parents=True, exist_ok=True)
-        save_resolved(cfg, out_root / "denoise-config.shard-0-of-1.yaml")
-        return run_session(plan, cfg, denoiser)
+        return denoise_planned(plan, cfg, denoiser)
 
     # -- one job -----------------------------------------------------------------------------
     def _process(self, job: Path) -> None:

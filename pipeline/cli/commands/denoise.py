@@ -49,13 +49,12 @@ def denoise(
     series ok (or already done); 1: some series failed (see OUT/manifest.csv); 2: bad options;
     3: nothing readable was found; 4: model missing/corrupt (or bm3d not installed).
     """
-    from pipeline.config import load_config, save_resolved
+    from pipeline.config import load_config
     from pipeline.errors import DicomError
     from pipeline.infer.config import DenoiseConfig, resolve_shard
     from pipeline.infer.loader import load_denoiser, resolve_model_path
-    from pipeline.infer.plan import build_plan, check_paths
-    from pipeline.infer.session import run_session
-    from pipeline.io.discover import scan
+    from pipeline.infer.plan import check_paths
+    from pipeline.infer.session import denoise_planned, plan_inputs
     from pipeline.models.classical import is_classical
 
     cfg = load_config(DenoiseConfig, config, overrides)
@@ -70,11 +69,7 @@ def denoise(
         typer.echo(f"No --model given: using the bundled demo model ({source.path}).")
     denoiser = load_denoiser(cfg, source)
     index, count = resolve_shard(cfg.shard)
-    result = scan(inputs)
-    plan = build_plan(
-        result.series, result.skipped, out_root, cfg, denoiser.sha256, (index, count),
-        lost_series=result.lost_series,
-    )  # fmt: skip
+    plan, result = plan_inputs(inputs, out_root, cfg, denoiser, (index, count))
     if dry_run:
         kind = "config" if is_classical(cfg.model) else "weights"
         _print_plan(plan, f"{denoiser.name} ({denoiser.precision})", denoiser.sha256, kind)
@@ -84,9 +79,7 @@ def denoise(
             f"no CT series found under {', '.join(map(str, inputs))} "
             f"({len(result.skipped)} file(s) skipped; --dry-run lists why)"
         )
-    out_root.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, out_root / f"denoise-config.shard-{index}-of-{count}.yaml")
-    summary = run_session(plan, cfg, denoiser)
+    summary = denoise_planned(plan, cfg, denoiser)
     typer.echo(summary.text)
     return summary.exit_code
 
