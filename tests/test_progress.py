@@ -57,3 +57,13 @@ def test_lines_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LDCT_NO_PROGRESS", "1")
     assert not isinstance(P.progress_bar(desc="x", total=3), P.LineProgress)
     assert list(P.progress(range(3), desc="x")) == [0, 1, 2]
+
+
+def test_short_silent_work_logs_no_closing_line(caplog: pytest.LogCaptureFixture) -> None:
+    clock = _Clock()
+    bar = P.LineProgress(None, desc="scan", total=16, unit="file", every_s=30, clock=clock)
+    with caplog.at_level(logging.INFO, logger="ldct.progress"):
+        clock.t += 0.5
+        bar.update(16)
+        bar.close()
+    assert caplog.records == []  # a 0.5 s scan does not need a "done" line in the log

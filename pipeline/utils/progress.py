@@ -72,6 +72,7 @@ class LineProgress:
         self._t0 = self._last = clock()
         self._n0 = 0  # counted before this process started (a resumed run): not in the rate
         self._postfix = ""
+        self._spoke = False  # a line was logged: the closing line is then worth logging too
 
     def __iter__(self) -> Iterator[Any]:
         for item in self.iterable or ():
@@ -98,7 +99,7 @@ class LineProgress:
         self.n += n
         now = self._clock()
         if self.enabled and now - self._last >= self.every_s:
-            self._last = now
+            self._last, self._spoke = now, True
             log.info("%s", self.status())
 
     def skip_ahead(self, n: int) -> None:
@@ -115,11 +116,13 @@ class LineProgress:
     def note(self, message: str) -> None:
         """An event worth its own line (e.g. a finished series), with the running status."""
         if self.enabled:
+            self._spoke = True
             log.info("%s [%s]", message, self.status())
 
     def close(self) -> None:
-        if self.enabled and self.n > self._n0:
-            elapsed = self._clock() - self._t0
+        """A closing line with the totals, unless the work was short and said nothing before."""
+        elapsed = self._clock() - self._t0
+        if self.enabled and self.n > self._n0 and (self._spoke or elapsed >= self.every_s):
             rate = (self.n - self._n0) / max(elapsed, 1e-9)
             log.info(
                 "%s: done, %d %s in %s (%.3g %s/s)",
