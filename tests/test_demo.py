@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pandas as pd
 
 
@@ -20,6 +22,9 @@ def test_demo_pipeline_small(run_cli, tmp_path):
     psnr = cohort[(cohort["profile"] == "redcnn") & (cohort["metric"] == "psnr")]
     low = psnr[psnr["comparison"] == "low_vs_full"]["mean"].iloc[0]
     assert f"low dose {low:.3f} dB" in result.stdout
+    if importlib.util.find_spec("bm3d") is not None:  # optional extra: BM3D on the same slices
+        bm3d = psnr[psnr["comparison"] == "bm3d_vs_full"]["mean"].iloc[0]
+        assert f"BM3D {bm3d:.3f} dB ({bm3d - low:+.3f})" in result.stdout
     manifest = pd.read_csv(out / "denoised" / "manifest.csv")
     assert (manifest["status"] == "ok").all() and len(manifest) == 2
     assert "bundled demo model" in result.stdout

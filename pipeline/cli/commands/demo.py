@@ -7,6 +7,7 @@ is and the headline numbers read back from the evaluation tables.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -43,10 +44,14 @@ def headline(eval_dir: Path) -> list[str]:
         by = {r["comparison"]: r for _, r in rows.iterrows()}
         if {"low_vs_full", "denoised_vs_full"} <= set(by):
             lo, de = by["low_vs_full"]["mean"], by["denoised_vs_full"]["mean"]
-            lines.append(
+            line = (
                 f"{metric.upper()} vs full dose ({profile}): low dose {lo:.3f} {unit} -> "
                 f"denoised {de:.3f} {unit} ({de - lo:+.3f})"
             )
+            if "bm3d_vs_full" in by:  # the classical baseline on the same slices
+                bm = by["bm3d_vs_full"]["mean"]
+                line += f"; BM3D {bm:.3f} {unit} ({bm - lo:+.3f})"
+            lines.append(line)
     qa = pd.read_csv(eval_dir / "qa.csv")
     den = qa[qa["role"] == "denoised"]
     if len(den):
@@ -93,10 +98,18 @@ def demo(
     if model:
         den_args += ["--model", model]
     _step("2/3 batch denoising (derived DICOM series)", den_args)
+    baseline: list[str] = []
+    if importlib.util.find_spec("bm3d") is not None:  # optional extra (non-commercial licence)
+        bm3d_out = out / "bm3d"
+        _step(
+            "2b/3 BM3D baseline on the same series (optional bm3d extra is installed)",
+            ["denoise", *map(str, lows), "--out", str(bm3d_out), "--model", "bm3d"],
+        )
+        baseline = ["--baseline", str(bm3d_out)]
     _step(
         "3/3 evaluation + QA report",
         ["qa", "--full", str(cohort), "--low", str(cohort), "--denoised", str(denoised),
-         "--out", str(qa)],
+         "--out", str(qa), *baseline],
     )  # fmt: skip
     typer.echo("")
     typer.secho(f"Demo finished in {time.perf_counter() - t0:.0f} s.", bold=True)
