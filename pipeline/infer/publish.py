@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import LdctError
-from pipeline.utils.files import atomic_write_text, ensure_inside, sha256_file
+from pipeline.utils.files import atomic_write_text, ensure_inside, pid_alive, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +59,6 @@ def new_staging(out_root: Path, key: str) -> Path:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_staging(out_root: Path) -> list[Path]:
     """Remove staging folders left by dead processes of this host (e.g. after ``kill -9``)."""
     removed: list[Path] = []
@@ -80,7 +70,7 @@ def clean_stale_staging(out_root: Path) -> list[Path]:
         parts = entry.name.split(".")
         if len(parts) != 4 or parts[1] != host or not parts[2].isdigit():
             continue
-        if int(parts[2]) == os.getpid() or _pid_alive(int(parts[2])):
+        if int(parts[2]) == os.getpid() or pid_alive(int(parts[2])):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)

@@ -41,6 +41,7 @@ from pipeline.pacs.node import (
 from pipeline.pacs.scu import CT_STORAGE
 from pipeline.pacs.spool import Spool, job_study_uid
 from pipeline.pacs.web import WebNode
+from pipeline.utils.files import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -331,20 +332,8 @@ def read_status(spool: Path) -> dict[str, Any]:
             st = None
         if st is not None:
             age = time.time() - float(st.get("heartbeat_at", 0))
-            alive = _pid_alive(int(st.get("pid", 0))) and st.get("host") == socket.gethostname()
+            alive = pid_alive(int(st.get("pid", 0))) and st.get("host") == socket.gethostname()
             st["heartbeat_age_s"] = round(age, 1)
             st["running"] = bool(alive and age < 10 * HEARTBEAT_S and not st.get("stopping"))
             out["service"] = st
     return out
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -80,6 +80,22 @@ class Worker:
         return denoise_planned(plan, cfg, denoiser)
 
     # -- one job -----------------------------------------------------------------------------
+    def _done_without_output(
+        self, job: Path, study: str, n_in: int, note: str, seconds: float
+    ) -> None:
+        """A study that needs no derived series (nothing to denoise): logged done, cleaned up."""
+        self.svc.spool.log_event(
+            "done",
+            study,
+            worker=self.name,
+            instances=n_in,
+            derived_series=0,
+            note=note,
+            seconds=round(seconds, 3),
+        )
+        self.svc.spool.finish(job)
+        self._count("studies_done")
+
     def _process(self, job: Path) -> None:
         from pipeline.infer.manifest import Status
         from pipeline.pacs.send import send_outputs
@@ -104,17 +120,7 @@ class Worker:
             return
         t_den = time.perf_counter() - t0
         if summary is None:
-            spool.log_event(
-                "done",
-                study,
-                worker=self.name,
-                instances=n_in,
-                derived_series=0,
-                note="no CT series in the study",
-                seconds=round(t_den, 3),
-            )
-            spool.finish(job)
-            self._count("studies_done")
+            self._done_without_output(job, study, n_in, "no CT series in the study", t_den)
             return
         failed = [r for r in summary.rows if r.status == Status.FAILED.value]
         ok = [r for r in summary.rows if r.status == Status.OK.value]
@@ -122,17 +128,7 @@ class Worker:
             self._give_up(job, study, "denoise: " + "; ".join(r.reason for r in failed)[:500])
             return
         if not ok:
-            spool.log_event(
-                "done",
-                study,
-                worker=self.name,
-                instances=n_in,
-                derived_series=0,
-                note="no series selected for denoising",
-                seconds=round(t_den, 3),
-            )
-            spool.finish(job)
-            self._count("studies_done")
+            self._done_without_output(job, study, n_in, "no series selected for denoising", t_den)
             return
         self._state(f"sending {label}")
         dest = svc.cfg.destination or svc.cfg.destination_web

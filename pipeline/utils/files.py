@@ -81,3 +81,16 @@ def read_text(path: str | Path, what: str, error: type[LdctError] = LdctError) -
         raise error(f"cannot read {what} ({exc.strerror})", path=p) from exc
     except UnicodeDecodeError as exc:
         raise error(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})", path=p) from exc
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a stale lock or staging folder owner)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
