@@ -32,10 +32,10 @@ def test_line_progress_rate_eta_and_interval(caplog: pytest.LogCaptureFixture) -
         bar.note("series 1/2 ok: a (80 x 512x512)")
         assert caplog.records[-1].getMessage().startswith("series 1/2 ok: a")
         bar.close()
-        assert "done, 80 slice in 40s" in caplog.records[-1].getMessage()
+        assert "done, 80 slice, 80 in 40s (2 slice/s)" in caplog.records[-1].getMessage()
 
 
-def test_resumed_work_is_not_counted_in_the_rate() -> None:
+def test_resumed_work_is_not_counted_in_the_rate(caplog: pytest.LogCaptureFixture) -> None:
     clock = _Clock()
     bar = P.LineProgress(None, desc="train", total=1000, unit="step", every_s=1, clock=clock)
     bar.skip_ahead(500)  # steps done before a resume
@@ -43,6 +43,9 @@ def test_resumed_work_is_not_counted_in_the_rate() -> None:
     bar.update(10)
     status = bar.status()
     assert "510/1000 step" in status and "1 step/s" in status and "ETA 8m10s" in status
+    with caplog.at_level(logging.INFO, logger="ldct.progress"):
+        bar.close()  # the closing line separates earlier runs' steps from this run's rate
+    assert "510 step (500 before this run), 10 in 10s (1 step/s)" in caplog.text
 
 
 def test_format_duration() -> None:

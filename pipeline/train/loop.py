@@ -319,7 +319,7 @@ class Trainer:
         self.model.train()
         bar = progress_bar(desc="train", total=cfg.steps, unit="step") if self.env.is_main else None
         if bar is not None:
-            bar.update(p.step)
+            bar.skip_ahead(p.step)  # a resumed run: done before, not in the rate
         sums: dict[str, float] = {}
         n_logged, n_window, t0 = 0, 0, time.perf_counter()
         saved_at = -1

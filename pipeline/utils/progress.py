@@ -123,12 +123,16 @@ class LineProgress:
         """A closing line with the totals, unless the work was short and said nothing before."""
         elapsed = self._clock() - self._t0
         if self.enabled and self.n > self._n0 and (self._spoke or elapsed >= self.every_s):
-            rate = (self.n - self._n0) / max(elapsed, 1e-9)
+            here = self.n - self._n0
+            rate = here / max(elapsed, 1e-9)
+            before = f" ({self._n0} before this run)" if self._n0 else ""
             log.info(
-                "%s: done, %d %s in %s (%.3g %s/s)",
+                "%s: done, %d %s%s, %d in %s (%.3g %s/s)",
                 self.desc,
                 self.n,
                 self.unit,
+                before,
+                here,
                 format_duration(elapsed),
                 rate,
                 self.unit,

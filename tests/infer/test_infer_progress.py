@@ -24,7 +24,7 @@ def test_progress_lines_and_dry_run_after_a_partial_run(tmp_path: Path) -> None:
     first = _ldct("denoise", str(tmp_path / "in" / "s0"), "--out", str(out), env=env)
     assert first.returncode == 0, first.stderr
     assert "series 1/1 ok: s0 (3 x 32x32)" in first.stderr  # stderr is a pipe: log lines
-    assert "denoise: done, 3 slice" in first.stderr
+    assert "denoise: done, 3 slice, 3 in" in first.stderr
     plan = _ldct("denoise", str(tmp_path / "in"), "--out", str(out), "--dry-run", env=env)
     assert plan.returncode == 0, plan.stderr
     lines = [ln for ln in plan.stdout.splitlines() if "s0 ->" in ln or "s1 ->" in ln]
