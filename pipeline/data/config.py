@@ -104,7 +104,6 @@ def build_loaders(
 ) -> DataLoaders:
     """Discover, split, decode once, and build the training and validation loaders."""
     from pipeline.data.cache import build_store
-    from pipeline.data.datasets import build_eval_loader, build_train_loader
 
     if cfg.simulated is not None and pairs is None:
         return _simulated_loaders(cfg, seed)
@@ -122,17 +121,7 @@ def build_loaders(
     train_store = build_store(
         by_split["train"], cache_dir=cfg.cache_dir, budget_bytes=budget, loader=loader
     )
-    train = build_train_loader(
-        train_store,
-        patch_size=cfg.patch_size,
-        batch_size=cfg.batch_size,
-        seed=seed,
-        num_workers=cfg.num_workers,
-        patches_per_slice=cfg.patches_per_slice,
-        augment=cfg.augment,
-        air_threshold_hu=cfg.air_threshold_hu,
-        max_air_fraction=cfg.max_air_fraction,
-    )
+    train = _train_loader(train_store, cfg, seed)
     val = None
     stores = {"train": train_store}
     if by_split["val"]:
@@ -140,12 +129,7 @@ def build_loaders(
         val_store = stores["val"] = build_store(
             by_split["val"], cache_dir=cfg.cache_dir, budget_bytes=left, loader=loader
         )
-        val = build_eval_loader(
-            val_store,
-            batch_size=cfg.eval_batch_size,
-            num_workers=min(cfg.num_workers, 1),
-            slice_stride=cfg.val_slice_stride,
-        )
+        val = _val_loader(val_store, cfg)
     check_slice_leakage(
         {name: {i.name: i.sop_uids for i in st.infos} for name, st in stores.items()}
     )
@@ -158,17 +142,12 @@ def build_loaders(
     return DataLoaders(train=train, val=val, splits=splits, pairs=by_split)
 
 
-def _simulated_loaders(cfg: DataConfig, seed: int) -> DataLoaders:
-    """Loaders over a generated training set: memmapped entries, the set's own train/val split."""
-    from pipeline.data.datasets import build_eval_loader, build_train_loader
-    from pipeline.data.simulated import simulated_pairs, simulated_store
+def _train_loader(store: Any, cfg: DataConfig, seed: int) -> Any:
+    """The seeded patch loader of the training split (paired series or a generated set)."""
+    from pipeline.data.datasets import build_train_loader
 
-    assert cfg.simulated is not None
-    by_split, splits, _ = simulated_pairs(cfg.simulated)
-    if not by_split["train"]:
-        raise ConfigError(f"the generated set {cfg.simulated} has no training entries")
-    train = build_train_loader(
-        simulated_store(by_split["train"]),
+    return build_train_loader(
+        store,
         patch_size=cfg.patch_size,
         batch_size=cfg.batch_size,
         seed=seed,
@@ -178,14 +157,32 @@ def _simulated_loaders(cfg: DataConfig, seed: int) -> DataLoaders:
         air_threshold_hu=cfg.air_threshold_hu,
         max_air_fraction=cfg.max_air_fraction,
     )
+
+
+def _val_loader(store: Any, cfg: DataConfig) -> Any:
+    """The whole-slice loader of the validation split."""
+    from pipeline.data.datasets import build_eval_loader
+
+    return build_eval_loader(
+        store,
+        batch_size=cfg.eval_batch_size,
+        num_workers=min(cfg.num_workers, 1),
+        slice_stride=cfg.val_slice_stride,
+    )
+
+
+def _simulated_loaders(cfg: DataConfig, seed: int) -> DataLoaders:
+    """Loaders over a generated training set: memmapped entries, the set's own train/val split."""
+    from pipeline.data.simulated import simulated_pairs, simulated_store
+
+    assert cfg.simulated is not None
+    by_split, splits, _ = simulated_pairs(cfg.simulated)
+    if not by_split["train"]:
+        raise ConfigError(f"the generated set {cfg.simulated} has no training entries")
+    train = _train_loader(simulated_store(by_split["train"]), cfg, seed)
     val = None
     if by_split["val"]:
-        val = build_eval_loader(
-            simulated_store(by_split["val"]),
-            batch_size=cfg.eval_batch_size,
-            num_workers=min(cfg.num_workers, 1),
-            slice_stride=cfg.val_slice_stride,
-        )
+        val = _val_loader(simulated_store(by_split["val"]), cfg)
     log.info(
         "data: generated set %s, %d train / %d val entries",
         cfg.simulated,
