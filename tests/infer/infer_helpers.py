@@ -106,3 +106,23 @@ def tree_hashes(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def dciodvfy_errors(path: Path) -> set[str]:
+    """dciodvfy's Error lines for one file (the verifier prints everything on stderr)."""
+    import subprocess
+
+    res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return {ln.strip() for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")}
+
+
+def corner_positions(img: object) -> np.ndarray:
+    """World (LPS) positions of the 8 corner voxel centres of a SimpleITK image, sorted."""
+    import itertools
+
+    size = img.GetSize()  # type: ignore[attr-defined]
+    pts = [
+        img.TransformContinuousIndexToPhysicalPoint([float(c) for c in idx])  # type: ignore[attr-defined]
+        for idx in itertools.product(*[(0, n - 1) for n in size])
+    ]
+    return np.array(sorted(np.round(pts, 2).tolist()))

@@ -12,7 +12,6 @@ transfer syntaxes. One denoise run per case (several files share UIDs), a small 
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from infer_helpers import smoothing_checkpoint
+from infer_helpers import corner_positions, dciodvfy_errors, smoothing_checkpoint
 from pydicom.data import get_testdata_file
 
 from pipeline.io.read import read_volume
@@ -120,20 +119,6 @@ def _outputs(run: Run) -> list[Path]:
     return sorted(Path(run.row["output_path"]).glob("*.dcm"))
 
 
-def _errors(path: Path) -> set[str]:
-    res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-    return {ln.strip() for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")}
-
-
-def _corners(img: sitk.Image) -> np.ndarray:
-    size = img.GetSize()
-    pts = [
-        img.TransformContinuousIndexToPhysicalPoint([float(c) for c in idx])
-        for idx in itertools.product(*[(0, n - 1) for n in size])
-    ]
-    return np.array(sorted(np.round(pts, 2).tolist()))
-
-
 NAMES = [c.name for c in CASES]
 
 
@@ -158,9 +143,9 @@ def test_dciodvfy_adds_no_error_the_source_lacks(runs, name: str) -> None:
     run = _run(runs, name)
     source_errors: set[str] = set()
     for f in run.inputs.iterdir():
-        source_errors |= _errors(f)
+        source_errors |= dciodvfy_errors(f)
     for f in _outputs(run):
-        new = _errors(f) - source_errors
+        new = dciodvfy_errors(f) - source_errors
         assert not new, f"{name}/{f.name}: {sorted(new)}"
 
 
@@ -187,14 +172,16 @@ def test_dcm2niix_pydicom_and_simpleitk_agree_with_the_input_geometry(
         converted = _dcm2niix(Path(run.row["output_path"]), tmp_path / "out")
         reference = _dcm2niix(run.inputs, tmp_path / "in")
         assert converted.GetSize() == reference.GetSize()
-        np.testing.assert_allclose(_corners(converted), _corners(reference), atol=0.05)
+        np.testing.assert_allclose(
+            corner_positions(converted), corner_positions(reference), atol=0.05
+        )
         assert sorted(converted.GetSize()) == sorted(src.GetSize())
     # SimpleITK (GDCM series reader) and pydicom's headers give the input geometry
     if len(_outputs(run)) > 1:
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(reader.GetGDCMSeriesFileNames(run.row["output_path"]))
         img = reader.Execute()
-        np.testing.assert_allclose(_corners(img), _corners(src), atol=0.05)
+        np.testing.assert_allclose(corner_positions(img), corner_positions(src), atol=0.05)
         np.testing.assert_allclose(img.GetSpacing(), src.GetSpacing(), rtol=1e-4)
     dss = [pydicom.dcmread(f, stop_before_pixels=True) for f in _outputs(run)]
     positions = sorted(tuple(float(v) for v in d.ImagePositionPatient) for d in dss)

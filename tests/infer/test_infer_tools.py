@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import shutil
@@ -13,7 +12,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from infer_helpers import compress_rle, smoothing_checkpoint, write_series
+from infer_helpers import (
+    compress_rle,
+    corner_positions,
+    dciodvfy_errors,
+    smoothing_checkpoint,
+    write_series,
+)
 from pydicom.data import get_testdata_file
 
 from pipeline.io.read import read_volume
@@ -25,22 +30,6 @@ pytestmark = [
         reason="needs dciodvfy (dicom3tools), dcmdump (dcmtk) and dcm2niix",
     ),
 ]
-
-
-def _errors(path: Path) -> set[str]:
-    """dciodvfy's Error lines (the verifier prints everything on stderr)."""
-    res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-    return {ln.strip() for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")}
-
-
-def _corners(img: sitk.Image) -> np.ndarray:
-    """World (LPS) positions of the 8 corner voxel centres, sorted (index order independent)."""
-    size = img.GetSize()
-    pts = [
-        img.TransformContinuousIndexToPhysicalPoint([float(c) for c in idx])
-        for idx in itertools.product(*[(0, n - 1) for n in size])
-    ]
-    return np.array(sorted(np.round(pts, 2).tolist()))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +73,7 @@ def test_dciodvfy_adds_no_error(denoised: tuple[Path, Path, list[dict]]) -> None
         for f in sorted(Path(row["output_path"]).glob("*.dcm")):
             ref = pydicom.dcmread(f, stop_before_pixels=True).SourceImageSequence[0]
             src = sources[str(ref.ReferencedSOPInstanceUID)]
-            new = _errors(f) - _errors(src)
+            new = dciodvfy_errors(f) - dciodvfy_errors(src)
             assert not new, f"{f} (from {src}): {sorted(new)}"
 
 
@@ -122,7 +111,7 @@ def test_dcm2niix_one_volume_with_input_geometry(
             src = read_volume(src_path)
         ref = src.to_sitk()
         assert sorted(converted.GetSize()) == sorted(ref.GetSize())
-        np.testing.assert_allclose(_corners(converted), _corners(ref), atol=0.05)
+        np.testing.assert_allclose(corner_positions(converted), corner_positions(ref), atol=0.05)
 
 
 def test_uids_and_descriptions(denoised: tuple[Path, Path, list[dict]]) -> None:
