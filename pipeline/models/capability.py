@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -81,9 +81,6 @@ class Capability:
             f"{self.torch_capability}{cap}); bf16 {bf16}, fused oneDNN kernels "
             f"{'yes' if self.fused_fp32.runs else 'no'}"
         )
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def cpu_flags(path: Path = Path("/proc/cpuinfo")) -> set[str]:
