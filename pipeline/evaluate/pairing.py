@@ -23,8 +23,10 @@ Anything that cannot be paired is reported in ``problems`` (and in summary.json)
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import DatasetError
 from pipeline.io.discover import SeriesRecord, scan
@@ -46,6 +48,52 @@ class EvalItem:
     #: baseline denoisers' series of this low-dose series (``ldct denoise --model bm3d|nlm``),
     #: by baseline name
     baselines: dict[str, SeriesRecord] = field(default_factory=dict)
+
+    def records(self) -> dict[str, SeriesRecord]:
+        """The item's series by role: low, full, denoised (as present), then the baselines."""
+        roles = {"low": self.low, "full": self.full, "denoised": self.denoised}
+        return {**{r: s for r, s in roles.items() if s is not None}, **self.baselines}
+
+    def to_record(self) -> dict[str, Any]:
+        """What summary.json keeps to find these series again without a scan of the inputs:
+        per role the folders holding its files, its SeriesInstanceUID and split part."""
+        return {
+            "full_same_frame": self.full_same_frame,
+            "series_folders": {
+                role: {
+                    "folders": sorted({str(fh.path.parent.resolve()) for fh in rec.files}),
+                    "series_uid": rec.series_uid,
+                    "part": rec.part,
+                }
+                for role, rec in self.records().items()
+            },
+        }
+
+    @classmethod
+    def from_record(cls, patient: str, record: Mapping[str, Any]) -> EvalItem:
+        """The item :meth:`to_record` described: only the files directly in the recorded folders
+        are read (headers), never the input trees; DatasetError when a series is gone."""
+        folders = record.get("series_folders")
+        if not isinstance(folders, Mapping) or "low" not in folders:
+            raise DatasetError(f"{patient}: summary.json records no series folders")
+        recs = {role: _series_in_folders(patient, role, entry) for role, entry in folders.items()}
+        low, full, den = recs.pop("low"), recs.pop("full", None), recs.pop("denoised", None)
+        same = bool(record.get("full_same_frame", True))
+        return cls(patient, low, full, den, full_same_frame=same, baselines=recs)
+
+
+def _series_in_folders(patient: str, role: str, entry: Mapping[str, Any]) -> SeriesRecord:
+    uid, part = str(entry.get("series_uid") or ""), entry.get("part")
+    files: list[Path] = []
+    for folder in map(Path, entry.get("folders") or []):
+        if not folder.is_dir():
+            raise DatasetError(f"{patient}: the {role} series folder no longer exists", path=folder)
+        files += sorted(p for p in folder.iterdir() if p.is_file())
+    found = [s for s in scan(files).series if s.series_uid == uid and s.part == part]
+    if len(found) != 1:
+        where = ", ".join(entry.get("folders") or []) or "no folder recorded"
+        raise DatasetError(f"{patient}: {role} series {uid} not found in its folder ({where})")
+    return found[0]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import re
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 PACKAGES = ("ldct-pipeline", "torch", "numpy", "scipy", "scikit-image", "pandas", "pydicom")
-_STRIDE_RE = re.compile(r"stride[=:\s]*(\d+)", re.IGNORECASE)
 
 
 def package_versions() -> dict[str, str]:
@@ -116,21 +114,6 @@ def guardrail_row(
         "manufacturer": str(low_meta.get("Manufacturer") or ""),
         "model_name": str(low_meta.get("ManufacturerModelName") or ""),
     }
-
-
-_TILE_RE = re.compile(r"(\d+)x\1 tiles", re.IGNORECASE)
-
-
-def tile_size_from(tiling: str) -> int | None:
-    """The tile size (px) from a manifest ``tiling`` text such as ``'256x256 tiles stride=224'``."""
-    m = _TILE_RE.search(tiling or "")
-    return int(m.group(1)) if m else None
-
-
-def tile_stride_from(tiling: str) -> int | None:
-    """The tile stride (px) from a manifest ``tiling`` text such as ``'tile=256 stride=224'``."""
-    m = _STRIDE_RE.search(tiling or "")
-    return int(m.group(1)) if m else None
 
 
 def checkpoint_info(path: Path | None) -> dict[str, Any]:

@@ -37,11 +37,10 @@ from pipeline.evaluate.provenance import (
     guardrail_row,
     now_utc,
     package_versions,
-    tile_size_from,
-    tile_stride_from,
 )
 from pipeline.evaluate.task import Geometry, find_inserts
 from pipeline.io.volume import CTVolume
+from pipeline.records import tile_fields_of
 from pipeline.utils.files import atomic_path, atomic_write_text
 from pipeline.utils.progress import progress
 
@@ -66,14 +65,7 @@ def read_item(item: EvalItem) -> dict[str, CTVolume]:
     """Read the series of one evaluation item (roles low, full, denoised as present)."""
     from pipeline.io.read import read_series
 
-    vols = {"low": read_series(item.low)}
-    if item.full is not None:
-        vols["full"] = read_series(item.full)
-    if item.denoised is not None:
-        vols["denoised"] = read_series(item.denoised)
-    for name, rec in item.baselines.items():
-        vols[name] = read_series(rec)
-    return vols
+    return {role: read_series(rec) for role, rec in item.records().items()}
 
 
 def load_aligned(item: EvalItem) -> dict[str, CTVolume]:
@@ -205,13 +197,18 @@ def evaluate(
                         "model_sha256",
                         "precision",
                         "tiling",
+                        "tile_size_px",
+                        "tile_stride_px",
+                        "tile_overlap_px",
                         "review_reasons",
                         "vgg_weights",
                     )
                 }
-                stride = stride or tile_stride_from(str(mrow.get("tiling", "")))
-                tile = tile_size_from(str(mrow.get("tiling", ""))) if not tile_stride_px else None
-                whole_slices = str(mrow.get("tiling", "")).strip() == "whole slices"
+                placed = tile_fields_of(mrow)
+                if placed is not None and not placed.whole_slices:
+                    stride = stride or placed.stride_px
+                    tile = placed.size_px if not tile_stride_px else None
+                whole_slices = placed is not None and placed.whole_slices
         rows["per_slice"].append(
             slice_metrics(item.patient, vols, body, profs, slice_positions_mm(ref))
         )
@@ -254,6 +251,7 @@ def evaluate(
                 "n_slices": int(vols["low"].hu.shape[0]),
                 "series": {r: str(v.meta.get("SeriesInstanceUID", "")) for r, v in vols.items()},
                 "tile_stride_px": stride,
+                **item.to_record(),
             }
         )
     if not patients_info:

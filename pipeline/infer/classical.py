@@ -25,6 +25,7 @@ from pipeline.models.classical import (
     estimate_noise_sd_hu,
     library_version,
 )
+from pipeline.records import TileFields
 from pipeline.utils.shapes import check_shape
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,8 @@ class ClassicalDenoiser(Denoiser):
     def plan(self, height: int, width: int) -> BatchPlan:
         return BatchPlan(batch_size=1, tile=None)
 
-    def describe_plan(self, plan: BatchPlan) -> str:
-        return "whole slices"
+    def tile_fields(self, plan: BatchPlan) -> TileFields:
+        return TileFields.whole()
 
     def describe_model(self) -> str:
         how = (

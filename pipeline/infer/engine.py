@@ -21,6 +21,7 @@ from pipeline.data.intensity import hu_to_model, model_to_hu
 from pipeline.infer.config import TilingConfig
 from pipeline.infer.tiling import tiled_apply
 from pipeline.models.envelope import TrainingEnvelope
+from pipeline.records import TileFields
 from pipeline.utils.shapes import check_shape
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,6 @@ class BatchPlan:
 
     batch_size: int  # slices per forward pass, or tiles (of one slice) when tiling
     tile: int | None  # tile side in pixels, None = whole slices
-
-    def describe(self) -> str:
-        return "whole slices" if self.tile is None else f"{self.tile}x{self.tile} tiles"
 
 
 def estimate_bytes_per_pixel(
@@ -197,13 +195,13 @@ class Denoiser:
         tile = max(plan.tile, 4 * (self.radius + 1))
         return tile, self.margin_for(tile)
 
-    def describe_plan(self, plan: BatchPlan) -> str:
-        """Manifest text: ``whole slices`` or ``TxT tiles stride=S`` (the evaluator reads S)."""
+    def tile_fields(self, plan: BatchPlan) -> TileFields:
+        """How ``plan`` covers a slice, as the manifest records it (the evaluator reads it)."""
         geometry = self.tile_geometry(plan)
         if geometry is None:
-            return plan.describe()
+            return TileFields.whole()
         tile, margin = geometry
-        return f"{tile}x{tile} tiles stride={tile - 2 * margin}"
+        return TileFields.tiles(tile, margin)
 
     def _forward(self, x: torch.Tensor, plan: BatchPlan) -> torch.Tensor:
         """(B, 1, H, W) model range -> same, whole or tiled, float32."""

@@ -3,7 +3,8 @@
 Each process writes ``OUT/manifest.parts/part-<i>-of-<n>.json`` (atomically) and then merges every
 part present into ``OUT/manifest.json`` and ``OUT/manifest.csv``. The process that finishes last
 therefore leaves a complete manifest; ``ldct denoise-merge OUT`` redoes the merge at any time.
-Rows of the same series from several runs are deduplicated, keeping the most recent one.
+Rows of the same series from several runs are deduplicated, keeping the most recent one. The row
+type (:class:`pipeline.records.ManifestRow`) lives in the core, where ``ldct evaluate`` reads it.
 """
 
 from __future__ import annotations
@@ -11,80 +12,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
-from dataclasses import asdict, dataclass, fields
-from enum import Enum
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import LdctError
+from pipeline.records import ManifestRow, Status
 from pipeline.utils.files import atomic_write_text
-from pipeline.utils.text import printable
 
 PARTS_DIR = "manifest.parts"
 MANIFEST_JSON = "manifest.json"
 MANIFEST_CSV = "manifest.csv"
 
-
-class Status(str, Enum):
-    """Outcome of one input series."""
-
-    OK = "ok"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass
-class ManifestRow:
-    """What happened to one input series (paths are absolute; times in seconds)."""
-
-    series_key: str
-    input_path: str
-    status: str
-    reason: str = ""
-    output_path: str = ""
-    nifti_path: str = ""
-    study_uid: str = ""
-    source_series_uid: str = ""
-    derived_series_uid: str = ""
-    series_description: str = ""
-    n_slices: int = 0
-    rows: int = 0
-    columns: int = 0
-    n_clipped: int = 0
-    read_s: float = 0.0
-    infer_s: float = 0.0
-    write_s: float = 0.0
-    model_name: str = ""
-    model_sha256: str = ""
-    precision: str = ""
-    tiling: str = ""
-    #: suspect-input flags of the source series, "; "-joined (pipeline.io.suspect)
-    source_flags: str = ""
-    #: the source is (or may be) lossy compressed: its noise statistics are altered
-    source_lossy: bool = False
-    #: why a person should review this series (outside the model's training envelope, lossy
-    #: input, implausible kVp/CTDIvol; pipeline.models.envelope), "; "-joined; empty = none
-    review_reasons: str = ""
-    #: what could not be checked (no envelope recorded, kVp/CTDIvol absent), "; "-joined
-    review_notes: str = ""
-    shard: str = ""
-    finished_at: float = 0.0
-    #: slices absent from an ok series denoised with ``allow_incomplete`` (file: reason; ...)
-    missing: str = ""
-
-    def __post_init__(self) -> None:
-        # byte-safe: names with invalid UTF-8 or control characters are escaped (\xNN, \n),
-        # so the CSV/JSON can always be written and read back (pipeline.utils.text)
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, str):
-                setattr(self, f.name, printable(v))
-        if self.status not in {s.value for s in Status}:
-            raise LdctError(f"manifest status must be ok|skipped|failed, found {self.status!r}")
-        if not self.finished_at:
-            self.finished_at = time.time()
-
+__all__ = [
+    "COLUMNS", "MANIFEST_CSV", "MANIFEST_JSON", "ManifestRow", "Status", "merge_parts", "part_path",
+    "rows_to_csv", "write_part",
+]  # fmt: skip
 
 COLUMNS = [f.name for f in fields(ManifestRow)]
 

@@ -25,7 +25,6 @@ from pipeline import __version__
 from pipeline.errors import ConfigError, DicomError, LdctError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
-from pipeline.infer.manifest import ManifestRow, Status
 from pipeline.infer.plan import OWN_DERIVATION_PREFIX, Plan, PlanItem, shard_of
 from pipeline.infer.publish import clean_stale_staging, verify_completed
 from pipeline.infer.stream import NIFTI_NAME, SeriesSink, SinkOptions
@@ -39,6 +38,7 @@ from pipeline.models.envelope import (
     guardrail_notes,
     review_reasons,
 )
+from pipeline.records import ManifestRow, Status, TileFields
 from pipeline.utils.progress import progress_bar
 from pipeline.utils.text import printable
 
@@ -265,7 +265,7 @@ class SeriesRunner:
         )
         return SeriesSink(vol, self.out_root, item.facts.key, opts)
 
-    def _write_stage(self, item: PlanItem, sink: SeriesSink, plan_desc: str) -> ManifestRow:
+    def _write_stage(self, item: PlanItem, sink: SeriesSink, tiles: TileFields) -> ManifestRow:
         """Writer thread, after every batch of ``sink`` was written: publish and report."""
         comp = sink.publish(item.fingerprint, item.out_dir, item.record_dir)
         reasons, notes = self._review.pop(item.facts.key, ("", ""))
@@ -278,7 +278,8 @@ class SeriesRunner:
             n_clipped=comp.n_clipped,
             **self._output_kw(item),
             write_s=round(sink.write_s, 3),
-            tiling=plan_desc,
+            tiling=tiles.text(),
+            **tiles.row_fields(),
             review_reasons=reasons,
             review_notes=notes,
             **self._model_kw(),
@@ -433,7 +434,7 @@ class _Pipeline:
                     self._count_inferred(item, stop - start)
 
                 try:
-                    plan_desc = self.r.denoiser.describe_plan(
+                    tiles = self.r.denoiser.tile_fields(
                         self.r.denoiser.plan(vol.shape[1], vol.shape[2])
                     )
                     self.r.denoiser.denoise_slices(vol.hu, out=vol.hu, on_batch=stream)
@@ -448,7 +449,7 @@ class _Pipeline:
                 self._drain_writes(max(0, self.depth - 1))
                 # non-empty only with allow_incomplete: the manifest names what is absent
                 self.missing[item.facts.key] = "; ".join(incomplete_reasons(vol))
-                job = writer.submit(self.r._write_stage, item, sink, plan_desc)
+                job = writer.submit(self.r._write_stage, item, sink, tiles)
                 self.writes.append((item, job, times))
                 del vol, timed, sink, stream
             self._drain_writes(0)

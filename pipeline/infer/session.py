@@ -19,9 +19,10 @@ from pipeline.config import config_hash, config_to_dict
 from pipeline.errors import ExitCode
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
-from pipeline.infer.manifest import MANIFEST_CSV, ManifestRow, Status, merge_parts, write_part
+from pipeline.infer.manifest import MANIFEST_CSV, merge_parts, write_part
 from pipeline.infer.plan import Plan, build_plan
 from pipeline.infer.runner import SeriesRunner
+from pipeline.records import ManifestRow, Status
 from pipeline.utils.text import printable
 
 if TYPE_CHECKING:

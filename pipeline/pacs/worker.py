@@ -97,8 +97,8 @@ class Worker:
         self._count("studies_done")
 
     def _process(self, job: Path) -> None:
-        from pipeline.infer.manifest import Status
         from pipeline.pacs.send import send_outputs
+        from pipeline.records import Status
 
         svc, spool = self.svc, self.svc.spool
         study = job_study_uid(job)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import LdctError
 from pipeline.io.volume import CTVolume
+
+if TYPE_CHECKING:
+    from pipeline.evaluate.pairing import EvalItem
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +78,23 @@ def pick_slices(
 
 
 def load_patient_images(summary: dict, patient: str) -> PatientImages:
-    """Re-pair the evaluation's inputs with its own rule and read this patient's volumes."""
-    from pipeline.evaluate.pairing import pair_inputs
+    """Read this patient's volumes from the series folders ``ldct evaluate`` recorded.
+
+    Only the files of those folders are read; the input trees are scanned again (with the
+    evaluation's pairing rule) only for a summary.json written before the folders were recorded.
+    """
+    from pipeline.evaluate.pairing import EvalItem
     from pipeline.evaluate.runner import load_aligned
 
-    inputs = summary.get("inputs", {})
     out = PatientImages()
+    info: dict[str, Any] = next(
+        (p for p in summary.get("patients", []) if p.get("patient") == patient), {}
+    )
     try:
-        if not inputs.get("low") or not Path(inputs["low"]).exists():
-            raise LdctError(
-                "low-dose input of the evaluation is no longer at its path", path=inputs.get("low")
-            )
-        pairing = pair_inputs(
-            inputs["low"],
-            inputs.get("full"),
-            inputs.get("denoised"),
-            ignore_frame_of_reference=bool(summary.get("ignore_frame_of_reference")),
-        )
-        item = next((it for it in pairing.items if it.patient == patient), None)
-        if item is None:
-            raise LdctError(f"patient {patient!r} not found when re-pairing the inputs")
+        if "series_folders" in info:
+            item = EvalItem.from_record(patient, info)
+        else:
+            item = _repaired_item(summary, patient)
         out.volumes = load_aligned(item)
     except LdctError as exc:
         out.problem = str(exc)
@@ -105,3 +106,24 @@ def load_patient_images(summary: dict, patient: str) -> PatientImages:
             if value:
                 out.identifiers.add(value)
     return out
+
+
+def _repaired_item(summary: dict, patient: str) -> EvalItem:
+    """An older summary.json (no series folders): pair the inputs again with its own rule."""
+    from pipeline.evaluate.pairing import pair_inputs
+
+    inputs = summary.get("inputs", {})
+    if not inputs.get("low") or not Path(inputs["low"]).exists():
+        raise LdctError(
+            "low-dose input of the evaluation is no longer at its path", path=inputs.get("low")
+        )
+    pairing = pair_inputs(
+        inputs["low"],
+        inputs.get("full"),
+        inputs.get("denoised"),
+        ignore_frame_of_reference=bool(summary.get("ignore_frame_of_reference")),
+    )
+    item = next((it for it in pairing.items if it.patient == patient), None)
+    if item is None:
+        raise LdctError(f"patient {patient!r} not found when re-pairing the inputs")
+    return item

@@ -107,17 +107,22 @@ def test_naive_tiling_would_show_seams() -> None:
     assert seam.z > DEFAULT_THRESHOLDS.seam_z and seam.line in {"y=64", "x=64"}
 
 
-def test_plan_description_records_the_tile_stride_the_evaluator_reads() -> None:
-    from pipeline.evaluate.provenance import tile_stride_from
+def test_plan_tile_fields_are_the_geometry_the_tiler_uses() -> None:
+    """The manifest's integer tile fields equal what tiled_apply places (the evaluator reads
+    them), and its text says the same for people."""
+    from pipeline.records import tile_fields_of
 
     den = Denoiser(_random_drle(1), batch_size=2, tiling=TilingConfig(max_tile=80, overlap=0.25))
     plan = den.plan(136, 120)
     geometry = den.tile_geometry(plan)
     assert geometry is not None
     tile, margin = geometry
-    text = den.describe_plan(plan)
-    assert text.startswith(f"{tile}x{tile} tiles")
-    assert tile_stride_from(text) == tile - 2 * margin == tile_starts(136, tile, margin)[1]
+    fields = den.tile_fields(plan)
+    assert fields.size_px == tile and fields.overlap_px == 2 * margin
+    assert fields.stride_px == tile_starts(136, tile, margin)[1]
+    assert fields.text() == f"{tile}x{tile} tiles stride={tile - 2 * margin}"
+    assert tile_fields_of(fields.row_fields()) == fields
+    assert tile_fields_of({"tiling": fields.text()}) == fields  # an old manifest's text alone
     whole = Denoiser(_random_drle(1), batch_size=2)
-    assert whole.describe_plan(whole.plan(136, 120)) == "whole slices"
-    assert tile_stride_from("whole slices") is None
+    assert whole.tile_fields(whole.plan(136, 120)).text() == "whole slices"
+    assert tile_fields_of(whole.tile_fields(whole.plan(136, 120)).row_fields()).whole_slices

@@ -19,6 +19,7 @@ from pipeline.infer.stream import SeriesSink
 from pipeline.io.discover import scan
 from pipeline.io.read import read_series
 from pipeline.io.volume import CTVolume
+from pipeline.records import TileFields
 
 
 class _Tracking(SeriesRunner):
@@ -36,10 +37,10 @@ class _Tracking(SeriesRunner):
             self.max_active = max(self.max_active, len(self.active))
         return super()._read_stage(item)
 
-    def _write_stage(self, item: PlanItem, sink: SeriesSink, plan_desc: str):  # type: ignore[no-untyped-def]
+    def _write_stage(self, item: PlanItem, sink: SeriesSink, tiles: TileFields):  # type: ignore[no-untyped-def]
         time.sleep(0.2)
         try:
-            return super()._write_stage(item, sink, plan_desc)
+            return super()._write_stage(item, sink, tiles)
         finally:
             with self.lock:
                 self.active.discard(item.facts.key)

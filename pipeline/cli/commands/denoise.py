@@ -86,7 +86,8 @@ def denoise(
 
 def denoise_merge(out: Path = typer.Argument(..., help="Output folder of `ldct denoise`.")) -> int:
     """Merge the manifest parts of sharded runs into OUT/manifest.{csv,json}."""
-    from pipeline.infer.manifest import Status, merge_parts
+    from pipeline.infer.manifest import merge_parts
+    from pipeline.records import Status
 
     rows = merge_parts(out.resolve())
     failed = sum(r.status == Status.FAILED.value for r in rows)
