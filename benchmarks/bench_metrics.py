@@ -20,10 +20,10 @@ import time
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pipeline.data.intensity import apply_window
 from pipeline.evaluate.batched import compute_profiles
 from pipeline.evaluate.body_mask import body_mask
 from pipeline.evaluate.profiles import PROFILES
+from pipeline.intensity import apply_window
 
 PROFILE_NAMES = ("redcnn", "ldctbench-abdomen", "hu")
 BATCH = 4

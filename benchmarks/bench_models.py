@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.data.intensity import hu_to_model, model_to_hu
+from pipeline.intensity import hu_to_model, model_to_hu
 from pipeline.models.capability import capability
 from pipeline.models.flops import count_flops
 from pipeline.models.precision import predict, prepare_for_inference

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from pipeline.data.intensity import hu_to_model
+from pipeline.intensity import hu_to_model
 from pipeline.losses.objective import DEFAULT_PERCEPTUAL_WEIGHT, LossConfig, build_objective
 from pipeline.simulate.lowdose import simulate_pair
 from pipeline.simulate.phantom import DEFAULT_FOV_MM, make_phantom

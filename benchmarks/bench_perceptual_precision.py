@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.intensity import hu_to_model
+from pipeline.intensity import hu_to_model
 from pipeline.losses.objective import PerceptualConfig, load_vgg_features
 from pipeline.losses.perceptual import PerceptualLoss
 from pipeline.simulate.phantom import make_phantom

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.intensity import (
+from pipeline.errors import ConfigError
+from pipeline.intensity import (
     MODEL_RANGE_HU,
     WINDOWS,
     Window,
@@ -16,7 +17,6 @@ from pipeline.data.intensity import (
     model_to_window,
     unwindow,
 )
-from pipeline.errors import ConfigError
 
 
 def test_model_range_endpoints_and_roundtrip_numpy():
@@ -89,7 +89,7 @@ def test_dicom_window_formula_round_trip_and_ldctbench_values() -> None:
     """(x - (c - 0.5)) / (w - 1) + 0.5, clipped; exact inverse inside the window."""
     import numpy as np
 
-    from pipeline.data.intensity import Window, apply_window_dicom, unwindow_dicom
+    from pipeline.intensity import Window, apply_window_dicom, unwindow_dicom
 
     w = Window("neuro", 80.0, 40.0)
     hu = np.linspace(0.0, 80.0, 41)
@@ -99,3 +99,26 @@ def test_dicom_window_formula_round_trip_and_ldctbench_values() -> None:
     np.testing.assert_allclose(unwindow_dicom(x, w)[inside], hu[inside], atol=1e-12)
     assert apply_window_dicom(np.array([0.0]), w)[0] == 0.0  # lower bound c - 0.5 - (w-1)/2
     assert apply_window_dicom(np.array([79.0]), w)[0] == 1.0
+
+
+def test_every_profile_window_is_a_registry_entry() -> None:
+    """Metric profiles, loss and report defaults name windows of the one registry (no inline
+    ``Window(...)`` that could drift from it)."""
+    from pipeline.evaluate.profiles import PROFILES
+    from pipeline.losses.objective import LossConfig, PerceptualConfig
+    from pipeline.report.config import ReportConfig
+
+    windowed = [p for p in PROFILES.values() if p.window is not None]
+    assert {p.name for p in windowed} >= {"redcnn", "ldctbench-abdomen", "ldctbench-chest"}
+    for p in windowed:
+        assert p.window is WINDOWS[p.window.name], p.name
+    # LDCT-Bench's published per-anatomy windows (width/level), as its tables state them
+    assert (WINDOWS["ldctbench_abdomen"].width_hu, WINDOWS["ldctbench_abdomen"].level_hu) == (
+        400.0,
+        50.0,
+    )
+    assert (WINDOWS["ldctbench_chest"].lo_hu, WINDOWS["ldctbench_chest"].hi_hu) == (-1350.0, 150.0)
+    assert (WINDOWS["ldctbench_neuro"].lo_hu, WINDOWS["ldctbench_neuro"].hi_hu) == (0.0, 80.0)
+    named = [*ReportConfig().panel_windows, *PerceptualConfig().windows, LossConfig().ssim_window]
+    for name in named:
+        assert get_window(name) is WINDOWS[name]

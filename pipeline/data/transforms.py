@@ -3,7 +3,7 @@
 Each random transform follows MONAI's ``Randomizable`` protocol (``set_random_state`` then
 ``randomize``), so a dataset can re-seed the whole chain per sample and replay any sample exactly.
 Images are NumPy HU arrays ``(Y, X)`` or ``(1, Y, X)`` until :class:`HUToModeld` turns them into
-float32 tensors ``(1, H, W)`` in the model range (via :mod:`pipeline.data.intensity`).
+float32 tensors ``(1, H, W)`` in the model range (via :mod:`pipeline.intensity`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-from pipeline.data.intensity import MODEL_RANGE_HU, hu_to_model
 from pipeline.errors import DatasetError
+from pipeline.intensity import MODEL_RANGE_HU, hu_to_model
 
 KEYS: tuple[str, str] = ("low", "full")
 #: HU below which a pixel counts as air when rejecting patches.

@@ -12,10 +12,11 @@ profile is meaningless, so every table row and JSON summary names its profile.
   ``(x - (c - 0.5)) / (w - 1) + 0.5`` (clipped), data_range 1, skimage SSIM 7x7 uniform with
   the 49/48 sample-covariance factor (border cropped, as skimage); no mask. Padding pixels keep
   the value the file stores (PixelPaddingValue rescaled to HU), as LDCT-Bench reads
-  ``pixel_array`` unmodified, instead of the reader's air (-1000 HU).
+  ``pixel_array`` unmodified, instead of the reader's air (``AIR_HU``, -1000 HU).
 * ``hu``: RMSE and MAE in HU of the raw (unwindowed) values inside the body mask.
 
-Windowing goes through :mod:`pipeline.data.intensity` (the one home of windows). SSIM is not
+Windowing goes through :mod:`pipeline.intensity` (the one window registry: every profile's
+window is an entry of ``WINDOWS``). SSIM is not
 invariant to a shift of the values (its luminance term), so the two window conventions differ:
 ``redcnn`` computes on the *clipped HU* values (``hu`` clamped to the window's bounds) with
 data_range 400, LDCT-Bench on the window mapped to [0, 1] with data_range 1, as their codes do.
@@ -29,15 +30,15 @@ from typing import Any, Literal
 
 import torch
 
-from pipeline.data.intensity import (
+from pipeline.errors import ConfigError
+from pipeline.evaluate import metrics as M
+from pipeline.intensity import (
     Window,
     apply_window,
     apply_window_dicom,
     clip_to_window,
     get_window,
 )
-from pipeline.errors import ConfigError
-from pipeline.evaluate import metrics as M
 
 MaskRule = Literal["none", "body"]
 #: ``lo_width``: (hu - lo) / width; ``dicom``: (hu - (c - 0.5)) / (w - 1) + 0.5 (LDCT-Bench)
@@ -132,9 +133,9 @@ PROFILES: dict[str, MetricProfile] = {
             ),
             ssim_border="zero_pad",
         ),
-        _ldctbench("abdomen", Window("ldctbench_abdomen", 400.0, 50.0)),
-        _ldctbench("chest", Window("ldctbench_chest", 1500.0, -600.0)),
-        _ldctbench("neuro", Window("ldctbench_neuro", 80.0, 40.0)),
+        _ldctbench("abdomen", get_window("ldctbench_abdomen")),
+        _ldctbench("chest", get_window("ldctbench_chest")),
+        _ldctbench("neuro", get_window("ldctbench_neuro")),
         MetricProfile(
             name="hu",
             window=None,

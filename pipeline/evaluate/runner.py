@@ -39,6 +39,7 @@ from pipeline.evaluate.provenance import (
     package_versions,
 )
 from pipeline.evaluate.task import Geometry, find_inserts
+from pipeline.io.hu import stored_value_hu
 from pipeline.io.volume import CTVolume
 from pipeline.records import tile_fields_of
 from pipeline.utils.files import atomic_path, atomic_write_text
@@ -90,7 +91,7 @@ def align(
 def stored_padding_hu(vol: CTVolume) -> np.ndarray:
     """HU with padding pixels at the file's stored padding value (PixelPaddingValue rescaled).
 
-    The reader maps padding to air (-1000 HU); LDCT-Bench computes on ``pixel_array`` as
+    The reader maps padding to air (``AIR_HU``); LDCT-Bench computes on ``pixel_array`` as
     stored, so its profiles see the padding value itself. Unchanged when the series has no
     padding mask or no PixelPaddingValue (then the stored value is not known).
     """
@@ -98,7 +99,7 @@ def stored_padding_hu(vol: CTVolume) -> np.ndarray:
     if vol.padding_mask is None or pad is None or not vol.slices:
         return vol.hu
     s = vol.slices[0]
-    value = float(pad) * s.rescale_slope + s.rescale_intercept
+    value = stored_value_hu(pad, s.rescale_slope, s.rescale_intercept)
     return np.where(vol.padding_mask, np.float32(value), vol.hu)
 
 

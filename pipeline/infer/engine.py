@@ -1,6 +1,6 @@
 """The :class:`Denoiser`: a model, its precision and the batching/tiling of slices.
 
-Slices go HU -> model range (:mod:`pipeline.data.intensity`) -> model -> HU, in batches of whole
+Slices go HU -> model range (:mod:`pipeline.intensity`) -> model -> HU, in batches of whole
 slices. Only when one slice does not fit the memory budget are slices split into overlapping tiles
 (:mod:`pipeline.infer.tiling`: tiles overlap by twice the model's measured receptive radius and
 are Gaussian-blended over their cores), so there are no seams and, usually, no tiling at all.
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.data.intensity import hu_to_model, model_to_hu
 from pipeline.infer.config import TilingConfig
 from pipeline.infer.tiling import tiled_apply
+from pipeline.intensity import hu_to_model, model_to_hu
 from pipeline.models.envelope import TrainingEnvelope
 from pipeline.records import TileFields
 from pipeline.utils.shapes import check_shape

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from pipeline.data.intensity import AIR_HU
 from pipeline.errors import DicomError
 from pipeline.infer.publish import Completion, discard, new_staging, publish, staging_parts
+from pipeline.intensity import AIR_HU
 from pipeline.io.deid import Deidentifier
 from pipeline.io.derived_header import DerivedInfo
+from pipeline.io.hu import stored_value_hu
 from pipeline.io.volume import CTVolume
 from pipeline.io.write import DerivedSeriesWriter, OutputSyntax
 
@@ -153,8 +154,8 @@ def write_nifti(vol: CTVolume, path: Path) -> None:
     if vol.padding_mask is not None and vol.padding_mask.any():
         pad = vol.meta.get("PixelPaddingValue")
         s = vol.slices[0] if vol.slices else None
-        fill = -1000.0
+        fill = AIR_HU
         if pad is not None and s is not None:
-            fill = float(pad) * s.rescale_slope + s.rescale_intercept
+            fill = stored_value_hu(pad, s.rescale_slope, s.rescale_intercept)
         hu = np.where(vol.padding_mask, np.float32(fill), hu)
     sitk.WriteImage(vol.with_hu(hu).to_sitk(), str(path), useCompression=True)

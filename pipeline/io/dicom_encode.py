@@ -1,4 +1,5 @@
-"""Shared pieces of the DICOM writers: UIDs, HU -> stored values, file meta, geometry tags.
+"""Shared pieces of the DICOM writers: UIDs, file meta, geometry tags (HU -> stored values live
+in :mod:`pipeline.io.hu`).
 
 Used by :mod:`pipeline.io.write` (derived series) and :mod:`pipeline.io.write_new` (synthetic
 originals); import the public names from :mod:`pipeline.io.write`.
@@ -99,40 +100,6 @@ _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 def is_valid_uid(uid: str) -> bool:
     """True for a UID that conforms to PS3.5 9.1 (digit components, no leading zeros, <= 64)."""
     return 0 < len(uid) <= 64 and bool(_UID_RE.match(uid))
-
-
-def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]:
-    """Inclusive stored-value range (PixelRepresentation 0 unsigned, 1 signed)."""
-    if not 1 <= bits_stored <= 16:
-        raise DicomError(f"BitsStored must be 1..16 for a 16-bit CT writer, found {bits_stored}")
-    if pixel_representation == 1:
-        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
-    return 0, (1 << bits_stored) - 1
-
-
-def hu_to_stored(
-    hu: np.ndarray,
-    slope: float,
-    intercept: float,
-    bits_stored: int,
-    pixel_representation: int,
-    ignore: np.ndarray | None = None,
-) -> tuple[np.ndarray, int]:
-    """HU -> rounded stored integers clipped to the storable range, and the clip count.
-
-    Voxels where ``ignore`` is True (padding, overwritten afterwards) are not counted.
-    """
-    if slope == 0 or not np.isfinite(slope) or not np.isfinite(intercept):
-        raise DicomError(f"unusable rescale slope/intercept {slope}/{intercept}")
-    raw = np.rint((np.asarray(hu, dtype=np.float64) - intercept) / slope)
-    lo, hi = stored_range(bits_stored, pixel_representation)
-    out_of_range = (raw < lo) | (raw > hi) | ~np.isfinite(raw)
-    if ignore is not None:
-        out_of_range &= ~np.asarray(ignore, dtype=bool)
-    n_clipped = int(np.count_nonzero(out_of_range))
-    raw = np.clip(np.nan_to_num(raw, nan=(0 - intercept) / slope), lo, hi)
-    dtype = np.int16 if pixel_representation == 1 else np.uint16
-    return raw.astype(dtype), n_clipped
 
 
 def _file_meta(sop_uid: str) -> FileMetaDataset:

@@ -8,8 +8,15 @@
 * Padding (outside the reconstruction circle) is given in *stored* values by
   PixelPaddingValue (+ PixelPaddingRangeLimit); some vendors pad without the tag and lossy
   compression blurs the exact value, so anything below :data:`PADDING_THRESHOLD_HU` is padding
-  too. Padding becomes air (:data:`PADDING_HU`) and is kept in a mask.
+  too. Padding becomes air (:data:`pipeline.intensity.AIR_HU`) and is kept in a mask.
 * MONOCHROME1 only changes display; values are never inverted.
+* The way back, HU -> stored integers for the writers (:func:`hu_to_stored`), lives here too:
+  every slope/intercept conversion in the project goes through this module.
+
+>>> float(stored_value_hu(24, 1.0, -1024.0))
+-1000.0
+>>> hu_to_stored(np.array([-1000.0, 0.4]), 1.0, -1024.0, 12, 0)[0].tolist()
+[24, 1024]
 """
 
 from __future__ import annotations
@@ -21,11 +28,11 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from pipeline.errors import DicomError
+from pipeline.intensity import AIR_HU
 from pipeline.io.tags import value
 
 MODALITY_LUT_TAG = BaseTag(0x00283000)
-#: HU written where the source holds padding
-PADDING_HU = -1000.0
 #: below this HU a voxel is padding, not tissue or air (air is -1000; noise in air at low dose
 #: stays well above; vendors pad with -2000/-2048/-3024 HU)
 PADDING_THRESHOLD_HU = -1500.0
@@ -170,6 +177,45 @@ def stored_to_hu(stored: np.ndarray, rescale: Rescale, out: np.ndarray | None = 
     return out
 
 
+def stored_value_hu(stored: float, slope: float, intercept: float) -> float:
+    """One stored value (e.g. PixelPaddingValue) -> HU: ``stored * slope + intercept`` (float64)."""
+    return float(stored) * slope + intercept
+
+
+def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]:
+    """Inclusive stored-value range (PixelRepresentation 0 unsigned, 1 signed)."""
+    if not 1 <= bits_stored <= 16:
+        raise DicomError(f"BitsStored must be 1..16 for a 16-bit CT writer, found {bits_stored}")
+    if pixel_representation == 1:
+        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
+    return 0, (1 << bits_stored) - 1
+
+
+def hu_to_stored(
+    hu: np.ndarray,
+    slope: float,
+    intercept: float,
+    bits_stored: int,
+    pixel_representation: int,
+    ignore: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """HU -> rounded stored integers clipped to the storable range, and the clip count.
+
+    Voxels where ``ignore`` is True (padding, overwritten afterwards) are not counted.
+    """
+    if slope == 0 or not np.isfinite(slope) or not np.isfinite(intercept):
+        raise DicomError(f"unusable rescale slope/intercept {slope}/{intercept}")
+    raw = np.rint((np.asarray(hu, dtype=np.float64) - intercept) / slope)
+    lo, hi = stored_range(bits_stored, pixel_representation)
+    out_of_range = (raw < lo) | (raw > hi) | ~np.isfinite(raw)
+    if ignore is not None:
+        out_of_range &= ~np.asarray(ignore, dtype=bool)
+    n_clipped = int(np.count_nonzero(out_of_range))
+    raw = np.clip(np.nan_to_num(raw, nan=(0 - intercept) / slope), lo, hi)
+    dtype = np.int16 if pixel_representation == 1 else np.uint16
+    return raw.astype(dtype), n_clipped
+
+
 def padding_mask(
     stored: np.ndarray,
     rescale: Rescale,
@@ -223,7 +269,7 @@ class HuStats:
     def of(hu: np.ndarray, mask: np.ndarray) -> HuStats:
         if hu.size == 0:
             return HuStats(-np.inf, False, False)
-        top = float(np.max(hu))  # padding was set to PADDING_HU: it never raises the max
+        top = float(np.max(hu))  # padding was set to AIR_HU: it never raises the max
         tissue = ~mask
         return HuStats(top, bool(np.any((hu <= AIR_CHECK_HU) & tissue)), bool(np.any(tissue)))
 
@@ -261,6 +307,6 @@ def plausibility_problem(
     if not any(s.has_air for s in stats):
         return (
             f"no air anywhere in the series (no voxel <= {AIR_CHECK_HU:.0f} HU outside padding; "
-            f"CT air is about -1000 HU) with {rescale}: rescale or signedness wrong?"
+            f"CT air is {AIR_HU:.0f} HU) with {rescale}: rescale or signedness wrong?"
         )
     return ""

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import DicomError
+from pipeline.intensity import AIR_HU
 from pipeline.io.decode import default_workers
 from pipeline.io.discover import ScanResult, SeriesRecord, scan
 from pipeline.io.geometry import header_warnings, sort_slices
 from pipeline.io.header import FileHeader, FrameRef
 from pipeline.io.hu import (
-    PADDING_HU,
     HuStats,
     padding_mask,
     padding_spec,
@@ -208,12 +208,12 @@ def _to_hu(
             with np.errstate(over="ignore", invalid="ignore"):  # judged by the stats below
                 stored_to_hu(stored[sel], rescale, out=h)
             if padding_mask(stored[sel], rescale, spec, out=m).any():
-                np.copyto(h, np.float32(PADDING_HU), where=m)
+                np.copyto(h, np.float32(AIR_HU), where=m)
         else:
             with np.errstate(over="ignore", invalid="ignore"):
                 h = stored_to_hu(stored[sel], rescale)
             m = padding_mask(stored[sel], rescale, spec)
-            h[m] = PADDING_HU
+            h[m] = AIR_HU
             hu[sel], mask[sel] = h, m
         return HuStats.of(h, m)
 

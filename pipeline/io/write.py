@@ -31,6 +31,7 @@ from pydicom.uid import (
 )
 
 from pipeline.errors import DicomError, GeometryError
+from pipeline.intensity import AIR_HU
 from pipeline.io.deid import Deidentifier
 from pipeline.io.derived_header import (
     FRAMES_EXTRACTED,
@@ -54,10 +55,9 @@ from pipeline.io.dicom_encode import (
     check_encoder,
     derive_uid,
     encode_pixels,
-    hu_to_stored,
     is_valid_uid,
-    stored_range,
 )
+from pipeline.io.hu import hu_to_stored, stored_range
 from pipeline.io.volume import CTVolume
 from pipeline.io.write_new import write_new_series
 from pipeline.utils.files import ensure_inside
@@ -190,7 +190,7 @@ class DerivedSeriesWriter:
         if padding is not None and padding.any():
             if pad_value is None:
                 air, _ = hu_to_stored(
-                    np.array([-1000.0]), info.rescale_slope, info.rescale_intercept, bits, pixrep
+                    np.array([AIR_HU]), info.rescale_slope, info.rescale_intercept, bits, pixrep
                 )
                 fill = int(air[0])
             else:

@@ -24,8 +24,8 @@ from pipeline.io.dicom_encode import (
     _set_geometry,
     _write_file,
     derive_uid,
-    hu_to_stored,
 )
+from pipeline.io.hu import hu_to_stored
 from pipeline.utils.files import ensure_inside
 
 

@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from pipeline.config import StrictModel
-from pipeline.data.intensity import get_window, model_to_window
+from pipeline.intensity import get_window, model_to_window
 from pipeline.losses import weights as vgg_weights
 from pipeline.losses.perceptual import PerceptualLoss
 from pipeline.utils.shapes import check_shape

@@ -1,7 +1,7 @@
 """VGG16 perceptual (feature) loss for CT images in the model range.
 
 What is compared: ``pred`` and ``target`` ((B, 1, H, W), model range, see
-:mod:`pipeline.data.intensity`) are mapped through a HU window to [0, 1] (one window -> a grey
+:mod:`pipeline.intensity`) are mapped through a HU window to [0, 1] (one window -> a grey
 image seen on R, G and B; three windows -> R, G, B), ImageNet-normalised and passed through a
 frozen VGG16 up to the deepest requested layer. Per layer the distance is the **mean** over
 batch, channels and positions of ``|f(pred) - f(target)|`` (``l1``) or its square (``mse``);
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.data.intensity import get_window, model_to_window
 from pipeline.errors import ConfigError
+from pipeline.intensity import get_window, model_to_window
 from pipeline.losses.vgg import VGG16Features, canonical_layer
 from pipeline.utils.shapes import check_shape
 

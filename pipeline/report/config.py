@@ -180,7 +180,7 @@ class ReportConfig(StrictModel):
     """Everything that shapes a report; saved (resolved) with every report."""
 
     rules: list[Rule] = Field(default_factory=default_rules)
-    #: windows for the image panels (names from pipeline.data.intensity.WINDOWS or "W/L")
+    #: windows for the image panels (names from pipeline.intensity.WINDOWS or "W/L")
     panel_windows: list[str] = Field(default_factory=lambda: ["soft_tissue", "lung", "bone"])
     #: metric profile whose PSNR/SSIM pick the representative/worst slices and draw the curves
     curve_profile: str = "redcnn"

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pipeline.data.intensity import apply_window, get_window
+from pipeline.intensity import apply_window, get_window
 
 ROLE_COLORS = {"low": "#d95f02", "denoised": "#1b9e77", "full": "#7570b3"}
 ROLE_LABELS = {"low": "low dose", "denoised": "denoised", "full": "full dose"}

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.errors import SimulationError
+from pipeline.intensity import AIR_HU
 from pipeline.io.write import derive_uid, write_new_series
 from pipeline.simulate.lowdose import SimulationSettings, simulate_pair
 from pipeline.simulate.noise import check_dose
@@ -102,7 +103,7 @@ def make_demo_cohort(
         pseed = int(seed) * 1000 + i
         ph = make_phantom(n_slices, size, pseed, fov_mm=fov_mm, slice_mm=slice_mm)
         outside = fov_padding_mask(ph.hu.shape)
-        clean = np.where(outside, np.float32(-1000.0), ph.hu)  # the scan FOV is the circle
+        clean = np.where(outside, np.float32(AIR_HU), ph.hu)  # the scan FOV is the circle
         pair = simulate_pair(clean, ph.spacing_mm[1], dose, seed=pseed, settings=settings)
         noise_info = {"i0_photons_per_bin": pair.noise.i0, **settings.as_dict()}
         noise_info["n_views"] = pair.geometry.n_views

@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.errors import SimulationError
+from pipeline.intensity import AIR_HU
 from pipeline.io.derived_header import DerivedInfo
 from pipeline.io.volume import CTVolume
 from pipeline.io.write import WrittenSeries, write_derived_series
@@ -105,10 +106,10 @@ def simulate_low_dose(
     warnings = check_input(volume, allow_cropped=allow_cropped)
     hu = volume.hu.copy()
     if volume.padding_mask is not None:
-        hu[volume.padding_mask] = -1000.0
+        hu[volume.padding_mask] = AIR_HU
     low, model = insert_noise(hu, volume.spacing_mm[1], dose, seed=seed, settings=settings)
     if volume.padding_mask is not None:
-        low[volume.padding_mask] = -1000.0
+        low[volume.padding_mask] = AIR_HU
     info = {
         "mode": "noise insertion into a full-dose scan",
         "dose": dose,

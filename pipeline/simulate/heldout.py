@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from pipeline.errors import SimulationError
+from pipeline.intensity import AIR_HU
 from pipeline.simulate.lowdose import SimulationSettings, simulate_pair
 
 #: Reconstruction of part (a): a filter and a view count that training does not use.
@@ -122,7 +123,7 @@ def heldout_phantom(
     sy = half
     rot = math.radians(rng.uniform(-12.0, 12.0))
     x, y = _grid(size, pixel_mm)
-    img = np.full(np.broadcast_shapes(x.shape, y.shape), -1000.0)
+    img = np.full(np.broadcast_shapes(x.shape, y.shape), AIR_HU)
 
     tissue = rng.uniform(20.0, 60.0)
     shell = rng.uniform(-120.0, -80.0) if rng.random() < 0.5 else rng.uniform(500.0, 1000.0)

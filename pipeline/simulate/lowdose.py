@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import SimulationError
+from pipeline.intensity import AIR_HU
 from pipeline.simulate.geometry import MU_WATER_PER_MM, ParallelGeometry, hu_to_mu, mu_to_hu
 from pipeline.simulate.matrices import sim_threads, sparse_ok
 from pipeline.simulate.noise import (
@@ -90,7 +91,7 @@ def _square(arr: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     if ny == nx:
         return arr, (0, 0)
     oy, ox = (n - ny) // 2, (n - nx) // 2
-    out = np.full((arr.shape[0], n, n), -1000.0, dtype=np.float32)
+    out = np.full((arr.shape[0], n, n), AIR_HU, dtype=np.float32)
     out[:, oy : oy + ny, ox : ox + nx] = arr
     return out, (oy, ox)
 

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from pipeline.errors import SimulationError
+from pipeline.intensity import AIR_HU
 
 #: default reconstruction field of view (mm) for phantoms: a typical adult abdomen FOV
 DEFAULT_FOV_MM = 380.0
@@ -47,7 +48,7 @@ class _Canvas:
         self.y = c[None, :, None]
         self.z = z_mm[:, None, None]
         self.px = pixel_mm
-        self.hu = np.full((len(z_mm), n, n), -1000.0, dtype=np.float32)
+        self.hu = np.full((len(z_mm), n, n), AIR_HU, dtype=np.float32)
 
     def ellipse(
         self,

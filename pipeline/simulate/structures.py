@@ -25,10 +25,10 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt, gaussian_filter, zoom
 
 from pipeline.errors import SimulationError
+from pipeline.intensity import AIR_HU
 from pipeline.simulate.phantom import make_phantom
 
 SOURCES = ("abdomen", "zoomed", "natural", "shapes")
-AIR_HU = -1000.0
 
 #: scikit-image sample images that ship with the package (no download) and are used here
 NATURAL_IMAGES = (

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.data.intensity import model_to_window
 from pipeline.evaluate.metrics import mse, psnr, ssim
+from pipeline.intensity import model_to_window
 
 
 def _view(x: torch.Tensor, window: str | None) -> torch.Tensor:

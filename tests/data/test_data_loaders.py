@@ -8,10 +8,10 @@ import torch
 
 from pipeline.data.cache import build_store
 from pipeline.data.datasets import PairedPatchDataset, build_eval_loader, build_train_loader
-from pipeline.data.intensity import model_to_hu
 from pipeline.data.pairs import PairSpec, pair_volumes
 from pipeline.data.transforms import air_fraction
 from pipeline.errors import DatasetError
+from pipeline.intensity import model_to_hu
 
 # float32 quantum of the model range at 4096 HU: |HU| <= 4096 -> spacing <= 4096 * 2**-23
 HU_ATOL = 4096.0 * 2.0**-22

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.intensity import hu_to_model, model_to_hu
 from pipeline.evaluate.artifacts import score_slice
 from pipeline.evaluate.qa import inner_mask
+from pipeline.intensity import hu_to_model, model_to_hu
 
 
 @pytest.mark.slow

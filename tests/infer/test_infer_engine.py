@@ -92,8 +92,8 @@ def test_tiled_equals_untiled_no_seams(tile: int, overlap: float) -> None:
 
 def test_naive_tiling_would_show_seams() -> None:
     """Positive control: tiles that keep their borders leave a seam the detector finds."""
-    from pipeline.data.intensity import hu_to_model, model_to_hu
     from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, seam_scan
+    from pipeline.intensity import hu_to_model, model_to_hu
 
     model = _random_drle(1)
     hu = phantom(1, 136, 120, seed=3)

@@ -14,11 +14,14 @@ from pydicom.sequence import Sequence
 
 from pipeline.io.hu import (
     Rescale,
+    hu_to_stored,
     padding_mask,
     padding_spec,
     rescale_for_frame,
     sign_extend,
+    stored_range,
     stored_to_hu,
+    stored_value_hu,
     unpack_native,
 )
 from pipeline.io.read import read_volume
@@ -113,3 +116,28 @@ def test_lossy_padding_below_threshold_is_masked(tmp_path: Path) -> None:
     vol = read_volume(tmp_path)
     np.testing.assert_array_equal(vol.padding_mask, spec.padding)
     assert np.all(vol.hu[spec.padding] == -1000.0)
+
+
+@pytest.mark.parametrize(
+    ("slope", "intercept", "bits", "signed"),
+    [(1.0, -1024.0, 12, 0), (1.0, 0.0, 16, 1), (0.5, -1024.0, 16, 0), (2.0, -2048.0, 12, 0)],
+)
+def test_hu_to_stored_round_trips_through_pydicom_modality_lut(
+    slope: float, intercept: float, bits: int, signed: int
+) -> None:
+    """io.hu is the one HU <-> stored conversion: pydicom's apply_modality_lut (the oracle)
+    maps the writer's stored values back to the HU within half a stored step, and the reader's
+    stored_to_hu / stored_value_hu agree with it exactly."""
+    ds = _ds(RescaleSlope=slope, RescaleIntercept=intercept)
+    ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation = 16, bits, signed
+    lo_hu = max(-1024.0, stored_value_hu(stored_range(bits, signed)[0], slope, intercept))
+    hu = np.linspace(lo_hu, 3000.0, 997)
+    stored, n_clipped = hu_to_stored(hu, slope, intercept, bits, signed)
+    hi_hu = stored_value_hu(stored_range(bits, signed)[1], slope, intercept)
+    assert n_clipped == int(np.count_nonzero(hu > hi_hu + slope / 2))
+    back = apply_modality_lut(stored, ds)
+    inside = hu <= hi_hu
+    np.testing.assert_allclose(back[inside], hu[inside], rtol=0, atol=slope / 2 + 1e-9)
+    rescale = rescale_for_frame(ds, [])
+    np.testing.assert_allclose(stored_to_hu(stored, rescale), back, rtol=1e-6, atol=1e-3)
+    assert [stored_value_hu(v, slope, intercept) for v in stored[:5]] == back[:5].tolist()

@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from pipeline.data.intensity import apply_window, hu_to_model
 from pipeline.errors import ConfigError
+from pipeline.intensity import apply_window, hu_to_model
 from pipeline.losses.objective import LossConfig, build_objective
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.data.intensity import hu_to_model, model_to_window
 from pipeline.errors import ConfigError, LdctError
+from pipeline.intensity import hu_to_model, model_to_window
 from pipeline.losses.perceptual import PerceptualLoss, gram_matrix
 from pipeline.losses.weights import random_features_state
 

@@ -12,8 +12,8 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 from torch import nn
 
-from pipeline.data.intensity import hu_to_model, model_to_hu
 from pipeline.errors import ConfigError, ExitCode
+from pipeline.intensity import hu_to_model, model_to_hu
 from pipeline.models import capability as C
 from pipeline.models import fused as fused_mod
 from pipeline.models import precision as P

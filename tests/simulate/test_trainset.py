@@ -181,7 +181,7 @@ def test_loaders_read_the_generated_set(small_set: tuple[Path, TrainSetSpec]) ->
     full = np.load(out / "val-00000" / "full.npy")
     assert loaders.val is not None
     item = next(iter(loaders.val))
-    from pipeline.data.intensity import hu_to_model
+    from pipeline.intensity import hu_to_model
 
     np.testing.assert_allclose(item["full"][0, 0].numpy(), hu_to_model(full[0]), rtol=1e-6)
     with pytest.raises(ValueError, match="one of root, manifest or simulated"):

@@ -14,7 +14,7 @@ import torch
 import yaml
 from skimage.metrics import peak_signal_noise_ratio
 
-from pipeline.data.intensity import model_to_window
+from pipeline.intensity import model_to_window
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.train.metrics_log import read_jsonl
 from pipeline.train.state import load_state

@@ -1,4 +1,8 @@
-"""The one home of intensity mappings: HU <-> model range, and named display/metric windows.
+"""The one home of intensity conventions: HU <-> model range, named windows, the air value.
+
+A core module (beside :mod:`pipeline.config` and :mod:`pipeline.errors`): every stage imports
+its windows and air constant from here, and HU <-> stored-value conversion lives in
+:mod:`pipeline.io.hu` only.
 
 * The **model range** maps a wide HU interval (default [-1024, 3071], 4096 HU) affinely to [0, 1].
   It is not clipped, so :func:`hu_to_model` and :func:`model_to_hu` are exact inverses and lung,
@@ -7,24 +11,34 @@
   Windows are for loss views, metrics and display, never for model input. The inverse is exact
   inside the window only (clipped values are gone).
 
-All functions accept NumPy arrays or torch tensors of any shape and return the same type.
+All functions accept NumPy arrays or torch tensors of any shape and return the same type; the
+module itself does not import torch (the DICOM reader uses :data:`AIR_HU` without it).
+
+>>> get_window("soft_tissue").lo_hu, get_window("soft_tissue").hi_hu
+(-160.0, 240.0)
+>>> float(model_to_hu(hu_to_model(-1000.0)))
+-1000.0
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
-import torch
 
 from pipeline.errors import ConfigError
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+if TYPE_CHECKING:
+    import torch
+
+ArrayT = TypeVar("ArrayT", "np.ndarray", "torch.Tensor")
 
 #: Default HU interval mapped to the model's [0, 1] range.
 MODEL_RANGE_HU: tuple[float, float] = (-1024.0, 3071.0)
-#: HU used for air (padding is mapped here).
+#: HU of air, by definition of the Hounsfield scale: padding is read as air, phantoms and
+#: simulations fill the space outside the body with it.
 AIR_HU = -1000.0
 
 
@@ -53,7 +67,9 @@ class Window:
         return cls(name, hi_hu - lo_hu, (hi_hu + lo_hu) / 2.0)
 
 
-#: Named windows (width, level) in HU. ``soft_tissue`` = [-160, 240], the RED-CNN/CTformer range.
+#: Named windows (width, level) in HU. ``soft_tissue`` = [-160, 240], the RED-CNN/CTformer range;
+#: ``ldctbench_*`` are the per-anatomy windows of LDCT-Bench's published tables (the metric
+#: profiles ``ldctbench-abdomen``/``-chest``/``-neuro`` use them).
 WINDOWS: dict[str, Window] = {
     w.name: w
     for w in (
@@ -65,6 +81,9 @@ WINDOWS: dict[str, Window] = {
         Window("brain", 80.0, 40.0),
         Window("mediastinum", 350.0, 50.0),
         Window("model", MODEL_RANGE_HU[1] - MODEL_RANGE_HU[0], sum(MODEL_RANGE_HU) / 2.0),
+        Window("ldctbench_abdomen", 400.0, 50.0),
+        Window("ldctbench_chest", 1500.0, -600.0),
+        Window("ldctbench_neuro", 80.0, 40.0),
     )
 }
 
@@ -96,9 +115,13 @@ def get_window(spec: str | Window | tuple[float, float]) -> Window:
 
 
 def _clip(x: ArrayT, lo: float, hi: float) -> ArrayT:
-    if isinstance(x, torch.Tensor):
-        return x.clamp(lo, hi)
-    return np.clip(x, lo, hi)
+    torch_mod = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    out: Any
+    if torch_mod is not None and isinstance(x, torch_mod.Tensor):
+        out = x.clamp(lo, hi)
+    else:
+        out = np.clip(x, lo, hi)
+    return cast("ArrayT", out)
 
 
 def hu_to_model(hu: ArrayT, hu_range: tuple[float, float] = MODEL_RANGE_HU) -> ArrayT:
