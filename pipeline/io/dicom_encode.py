@@ -1,15 +1,21 @@
-"""Shared pieces of the DICOM writers: UIDs, file meta, geometry tags (HU -> stored values live
-in :mod:`pipeline.io.hu`).
+"""The shared part of the DICOM writers: UIDs, file meta, geometry tags, pixel module, the
+lossless transfer syntaxes, and :func:`write_slice_file`, the per-slice tail both writers end with.
 
-Used by :mod:`pipeline.io.write` (derived series) and :mod:`pipeline.io.write_new` (synthetic
-originals); import the public names from :mod:`pipeline.io.write`.
+:mod:`pipeline.io.write` (derived series) and :mod:`pipeline.io.write_new` (synthetic originals)
+build each slice's header their own way and hand it here with the slice's stored values;
+HU -> stored values live in :mod:`pipeline.io.hu`.
+
+>>> format_ds([0.1 + 0.2, -1024.0])
+['0.3', '-1024']
+>>> is_valid_uid(derive_uid("series", "1.2.3", "key")), is_valid_uid("1.02")
+(True, False)
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -29,10 +35,31 @@ from pydicom.uid import (
 
 from pipeline import __version__
 from pipeline.errors import DicomError, GeometryError
-from pipeline.utils.files import atomic_path
+from pipeline.utils.files import atomic_path, ensure_inside
+
+__all__ = [
+    "J2K_MIN_SIDE",
+    "PATIENT_STUDY_TAGS",
+    "STALE_PIXEL_TAGS",
+    "OutputSyntax",
+    "SeriesGeometry",
+    "WrittenSeries",
+    "apply_extra_tags",
+    "check_encoder",
+    "check_geometry",
+    "derive_uid",
+    "encode_pixels",
+    "file_meta",
+    "format_ds",
+    "is_valid_uid",
+    "set_geometry",
+    "set_pixels",
+    "write_file",
+    "write_slice_file",
+]
 
 #: tags that describe the *stored pixels* of the source and become wrong after rewriting them
-_STALE_PIXEL_TAGS = (
+STALE_PIXEL_TAGS = (
     "SmallestImagePixelValue",
     "LargestImagePixelValue",
     "SmallestPixelValueInSeries",
@@ -45,7 +72,7 @@ _STALE_PIXEL_TAGS = (
     "IconImageSequence",
 )
 #: top-level tags copied from an Enhanced (multi-frame) source when building classic slices
-_PATIENT_STUDY_TAGS = (
+PATIENT_STUDY_TAGS = (
     "PatientName",
     "PatientID",
     "PatientBirthDate",
@@ -102,7 +129,8 @@ def is_valid_uid(uid: str) -> bool:
     return 0 < len(uid) <= 64 and bool(_UID_RE.match(uid))
 
 
-def _file_meta(sop_uid: str) -> FileMetaDataset:
+def file_meta(sop_uid: str) -> FileMetaDataset:
+    """File meta of a CT Image Storage instance in Explicit VR Little Endian."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = UID(sop_uid)
@@ -112,7 +140,7 @@ def _file_meta(sop_uid: str) -> FileMetaDataset:
     return meta
 
 
-def _fmt_ds(values: Sequence[float]) -> list[str]:
+def format_ds(values: Sequence[float]) -> list[str]:
     """Decimal strings of at most 16 characters (DS VR limit)."""
     out = []
     for v in values:
@@ -123,15 +151,18 @@ def _fmt_ds(values: Sequence[float]) -> list[str]:
     return out
 
 
-def _set_geometry(ds: Dataset, volume_geom: _Geometry, k: int) -> None:
-    ds.ImagePositionPatient = _fmt_ds(volume_geom.position(k))
-    ds.ImageOrientationPatient = _fmt_ds(volume_geom.orientation())
-    ds.PixelSpacing = _fmt_ds([volume_geom.spacing_mm[1], volume_geom.spacing_mm[2]])
-    ds.SliceLocation = _fmt_ds([float(np.dot(volume_geom.position(k), volume_geom.normal))])[0]
+def set_geometry(ds: Dataset, volume_geom: SeriesGeometry, k: int) -> None:
+    """Image Plane tags of slice ``k`` of an evenly spaced series."""
+    ds.ImagePositionPatient = format_ds(volume_geom.position(k))
+    ds.ImageOrientationPatient = format_ds(volume_geom.orientation())
+    ds.PixelSpacing = format_ds([volume_geom.spacing_mm[1], volume_geom.spacing_mm[2]])
+    ds.SliceLocation = format_ds([float(np.dot(volume_geom.position(k), volume_geom.normal))])[0]
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class SeriesGeometry:
+    """Spacing (z, y, x), origin and direction (columns = x, y, z axes) of a written series."""
+
     spacing_mm: tuple[float, float, float]
     origin_mm: tuple[float, float, float]
     direction: np.ndarray
@@ -147,7 +178,8 @@ class _Geometry:
         return [*self.direction[:, 0].tolist(), *self.direction[:, 1].tolist()]
 
 
-def _check_geometry(geom: _Geometry) -> None:
+def check_geometry(geom: SeriesGeometry) -> None:
+    """Refuse a non-orthonormal direction or a non-positive spacing (:class:`GeometryError`)."""
     d = geom.direction
     if d.shape != (3, 3) or not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
         raise GeometryError(f"direction must be an orthonormal 3x3 matrix, found {d.tolist()}")
@@ -220,17 +252,22 @@ def encode_pixels(ds: Dataset, stored: np.ndarray, syntax: OutputSyntax) -> None
     ds.file_meta.TransferSyntaxUID = syntax.uid
 
 
-def _write_file(ds: Dataset, path: Path) -> None:
+def write_file(ds: Dataset, path: Path) -> None:
+    """Save ``ds`` as a DICOM file (preamble + file meta) atomically at ``path``."""
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
 
 
-def _apply_extra(ds: Dataset, extra_tags: dict[str, Any] | None) -> None:
+def apply_extra_tags(ds: Dataset, extra_tags: dict[str, Any] | None) -> None:
+    """Set caller-given tags (DICOM keyword -> value) last, over anything set before."""
     for keyword, value in (extra_tags or {}).items():
         setattr(ds, keyword, value)
 
 
-def _pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, pixel_representation: int) -> None:
+def set_pixels(
+    ds: Dataset, stored: np.ndarray, bits_stored: int, pixel_representation: int
+) -> None:
+    """The Image Pixel module for 16-bit allocated ``stored`` (Y, X); stale pixel tags dropped."""
     rows, cols = stored.shape
     ds.Rows, ds.Columns = int(rows), int(cols)
     ds.SamplesPerPixel = 1
@@ -240,8 +277,47 @@ def _pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, pixel_representat
     ds.BitsStored = int(bits_stored)
     ds.HighBit = int(bits_stored) - 1
     ds.PixelRepresentation = int(pixel_representation)
-    for kw in _STALE_PIXEL_TAGS:
+    for kw in STALE_PIXEL_TAGS:
         if kw in ds:
             delattr(ds, kw)
     ds.PixelData = np.ascontiguousarray(stored).tobytes()
     ds["PixelData"].VR = "OW"
+
+
+def write_slice_file(
+    ds: Dataset,
+    stored: np.ndarray,
+    out_dir: Path,
+    index: int,
+    *,
+    slope: float,
+    intercept: float,
+    bits_stored: int,
+    pixel_representation: int,
+    padding_value: int | None,
+    extra_tags: dict[str, Any] | None = None,
+    deidentify: Callable[[Dataset], Dataset] | None = None,
+    syntax: OutputSyntax = OutputSyntax.UNCOMPRESSED,
+) -> tuple[Path, str]:
+    """The tail of every written slice: rescale and padding tags, pixels, caller tags,
+    de-identification, lossless encoding, then ``IM{index + 1:05d}.dcm`` written atomically.
+
+    ``ds`` holds the slice's identifiers, geometry and derived-instance tags; ``stored`` its
+    stored values (padding already filled). ``padding_value`` (stored units) is written as
+    PixelPaddingValue (SS for signed pixel data, US otherwise) unless None. Returns the path and
+    the SOP Instance UID the file holds (de-identification may have replaced it).
+    """
+    ds.RescaleSlope = format_ds([slope])[0]
+    ds.RescaleIntercept = format_ds([intercept])[0]
+    ds.RescaleType = "HU"
+    if padding_value is not None:
+        ds.PixelPaddingValue = int(padding_value)
+        ds["PixelPaddingValue"].VR = "SS" if pixel_representation == 1 else "US"
+    set_pixels(ds, stored, bits_stored, pixel_representation)
+    apply_extra_tags(ds, extra_tags)
+    if deidentify is not None:
+        ds = deidentify(ds)
+    encode_pixels(ds, stored, syntax)
+    path = ensure_inside(out_dir, out_dir / f"IM{index + 1:05d}.dcm")
+    write_file(ds, path)
+    return path, str(ds.SOPInstanceUID)

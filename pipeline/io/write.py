@@ -41,26 +41,22 @@ from pipeline.io.derived_header import (
     creation_time,
 )
 from pipeline.io.dicom_encode import (
-    _PATIENT_STUDY_TAGS,
+    PATIENT_STUDY_TAGS,
     OutputSyntax,
+    SeriesGeometry,
     WrittenSeries,
-    _apply_extra,
-    _check_geometry,
-    _file_meta,
-    _fmt_ds,
-    _Geometry,
-    _pixels,
-    _set_geometry,
-    _write_file,
     check_encoder,
+    check_geometry,
     derive_uid,
-    encode_pixels,
+    file_meta,
+    format_ds,
     is_valid_uid,
+    set_geometry,
+    write_slice_file,
 )
 from pipeline.io.hu import hu_to_stored, stored_range
 from pipeline.io.volume import CTVolume
 from pipeline.io.write_new import write_new_series
-from pipeline.utils.files import ensure_inside
 
 __all__ = [
     "DerivedSeriesWriter",
@@ -92,7 +88,7 @@ def _slice_header(source: CTVolume, k: int) -> tuple[Dataset, bool]:
         return classic_from_frame(hdr, info.frame), False
     ds = Dataset()
     top = hdr if hdr is not None else Dataset()
-    for kw in _PATIENT_STUDY_TAGS:
+    for kw in PATIENT_STUDY_TAGS:
         if kw in top:
             setattr(ds, kw, top[kw].value)
     for kw in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
@@ -145,8 +141,10 @@ class DerivedSeriesWriter:
         self.for_uid = str(source.meta.get("FrameOfReferenceUID") or "")
         if not self.study_uid or not src_series_uid:
             raise DicomError("source volume meta lacks StudyInstanceUID/SeriesInstanceUID")
-        self.geom = _Geometry(source.spacing_mm, source.origin_mm, np.asarray(source.direction))
-        _check_geometry(self.geom)
+        self.geom = SeriesGeometry(
+            source.spacing_mm, source.origin_mm, np.asarray(source.direction)
+        )
+        check_geometry(self.geom)
         self.source = source
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +202,7 @@ class DerivedSeriesWriter:
         src_class = str(
             (info.header.get("SOPClassUID") if info.header is not None else None) or CTImageStorage
         )
-        ds.file_meta = _file_meta(sop_uid)
+        ds.file_meta = file_meta(sop_uid)
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = sop_uid
         ds.Modality = "CT"
@@ -227,26 +225,26 @@ class DerivedSeriesWriter:
         elif "SourceImageSequence" in ds:
             del ds.SourceImageSequence
         if not own:
-            _set_geometry(ds, self.geom, k)
-            ds.SliceThickness = _fmt_ds([source.spacing_mm[0]])[0]
-        ds.RescaleSlope = _fmt_ds([info.rescale_slope])[0]
-        ds.RescaleIntercept = _fmt_ds([info.rescale_intercept])[0]
-        ds.RescaleType = "HU"
-        if pad_value is not None:
-            ds.PixelPaddingValue = int(pad_value)
-            ds["PixelPaddingValue"].VR = "SS" if pixrep == 1 else "US"
-        _pixels(ds, stored, bits, pixrep)
+            set_geometry(ds, self.geom, k)
+            ds.SliceThickness = format_ds([source.spacing_mm[0]])[0]
         rules = self.derived
         if info.frame is not None and FRAMES_EXTRACTED not in rules.derivation_codes:
             rules = replace(rules, derivation_codes=(*rules.derivation_codes, FRAMES_EXTRACTED))
         apply_derived_rules(ds, info.header, rules)
-        _apply_extra(ds, self.extra_tags)
-        if self.deidentify is not None:
-            ds = self.deidentify(ds)
-            sop_uid = str(ds.SOPInstanceUID)
-        encode_pixels(ds, stored, self.transfer_syntax)
-        path = ensure_inside(self.out, self.out / f"IM{k + 1:05d}.dcm")
-        _write_file(ds, path)
+        path, sop_uid = write_slice_file(
+            ds,
+            stored,
+            self.out,
+            k,
+            slope=info.rescale_slope,
+            intercept=info.rescale_intercept,
+            bits_stored=bits,
+            pixel_representation=pixrep,
+            padding_value=None if pad_value is None else int(pad_value),
+            extra_tags=self.extra_tags,
+            deidentify=self.deidentify,
+            syntax=self.transfer_syntax,
+        )
         self._written[k] = (path, sop_uid)
         return path, sop_uid
 

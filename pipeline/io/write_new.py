@@ -14,19 +14,16 @@ from pydicom.uid import (
 
 from pipeline.errors import DicomError, GeometryError
 from pipeline.io.dicom_encode import (
+    SeriesGeometry,
     WrittenSeries,
-    _apply_extra,
-    _check_geometry,
-    _file_meta,
-    _fmt_ds,
-    _Geometry,
-    _pixels,
-    _set_geometry,
-    _write_file,
+    check_geometry,
     derive_uid,
+    file_meta,
+    format_ds,
+    set_geometry,
+    write_slice_file,
 )
 from pipeline.io.hu import hu_to_stored
-from pipeline.utils.files import ensure_inside
 
 
 def write_new_series(
@@ -62,12 +59,12 @@ def write_new_series(
         raise GeometryError(f"hu must be (Z, Y, X), found shape {hu.shape}")
     if bits_stored not in (12, 16):
         raise DicomError(f"bits_stored must be 12 or 16, found {bits_stored}")
-    geom = _Geometry(
+    geom = SeriesGeometry(
         tuple(float(v) for v in spacing_mm),  # type: ignore[arg-type]
         tuple(float(v) for v in origin_mm),  # type: ignore[arg-type]
         np.asarray(direction, dtype=np.float64).reshape(3, 3),
     )
-    _check_geometry(geom)
+    check_geometry(geom)
     pixrep = 1 if bits_stored == 16 else 0
     pad_stored = -2000 if pixrep == 1 else 0
     study = study_uid or derive_uid("study", patient_id, uid_key)
@@ -85,7 +82,7 @@ def write_new_series(
             stored[padding_mask[k]] = pad_stored
         sop_uid = derive_uid("sop", series_uid, str(k))
         ds = Dataset()
-        ds.file_meta = _file_meta(sop_uid)
+        ds.file_meta = file_meta(sop_uid)
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.ImageType = list(image_type)
         ds.SOPClassUID = CTImageStorage
@@ -103,8 +100,8 @@ def write_new_series(
         ds.PatientBirthDate = ""
         ds.PatientSex = ""
         ds.BodyPartExamined = "ABDOMEN"
-        ds.SliceThickness = _fmt_ds([geom.spacing_mm[0]])[0]
-        ds.SpacingBetweenSlices = _fmt_ds([geom.spacing_mm[0]])[0]
+        ds.SliceThickness = format_ds([geom.spacing_mm[0]])[0]
+        ds.SpacingBetweenSlices = format_ds([geom.spacing_mm[0]])[0]
         ds.KVP = "120"
         ds.PatientPosition = "FFS"
         ds.StudyInstanceUID = study
@@ -113,21 +110,23 @@ def write_new_series(
         ds.SeriesNumber = int(series_number)
         ds.AcquisitionNumber = 1
         ds.InstanceNumber = k + 1
-        _set_geometry(ds, geom, k)
+        set_geometry(ds, geom, k)
         ds.FrameOfReferenceUID = for_uid
         ds.PositionReferenceIndicator = ""
-        ds.RescaleIntercept = "-1024"
-        ds.RescaleSlope = "1"
-        ds.RescaleType = "HU"
         ds.WindowCenter = "40"
         ds.WindowWidth = "400"
-        if padding_mask is not None:
-            ds.PixelPaddingValue = pad_stored
-            ds["PixelPaddingValue"].VR = "SS" if pixrep == 1 else "US"
-        _pixels(ds, stored, bits_stored, pixrep)
-        _apply_extra(ds, extra_tags)
-        path = ensure_inside(out, out / f"IM{k + 1:05d}.dcm")
-        _write_file(ds, path)
+        path, _ = write_slice_file(
+            ds,
+            stored,
+            out,
+            k,
+            slope=1.0,
+            intercept=-1024.0,
+            bits_stored=bits_stored,
+            pixel_representation=pixrep,
+            padding_value=None if padding_mask is None else pad_stored,
+            extra_tags=extra_tags,
+        )
         paths.append(path)
         sop_uids.append(sop_uid)
     return WrittenSeries(

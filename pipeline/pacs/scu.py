@@ -23,8 +23,9 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from pipeline.errors import ConfigError, PacsError
-from pipeline.pacs.durable import inside, is_uid, write_durable
+from pipeline.pacs.durable import inside, is_uid
 from pipeline.pacs.node import NetOptions, Node, TlsConfig, associate, make_ae, with_retries
+from pipeline.utils.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def store_handler(received: Received) -> Callable[[Any], int]:
             with received.lock:
                 received.rejected.append(str(exc))
             return 0xC210  # cannot understand
-        write_durable(path, event.encoded_dataset())
+        atomic_write_bytes(path, event.encoded_dataset(), durable=True)
         received.add(path)
         return 0x0000
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.pacs.durable import is_uid, write_durable
+from pipeline.pacs.durable import is_uid
 from pipeline.pacs.node import (
     DEFAULT_AET,
     NetOptions,
@@ -41,7 +41,7 @@ from pipeline.pacs.node import (
 from pipeline.pacs.scu import CT_STORAGE
 from pipeline.pacs.spool import Spool, job_study_uid
 from pipeline.pacs.web import WebNode
-from pipeline.utils.files import pid_alive
+from pipeline.utils.files import atomic_write_bytes, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,9 @@ class Service:
             "counts": self.spool.counts(),
         }
         name = f"status.{os.getpid()}.json" if not self.cfg.scp else "status.json"
-        write_durable(self.spool.root / name, json.dumps(status, indent=1).encode())
+        atomic_write_bytes(
+            self.spool.root / name, json.dumps(status, indent=1).encode(), durable=True
+        )
 
     # -- workers -----------------------------------------------------------------------------
     def _worker(self, worker: Any) -> None:

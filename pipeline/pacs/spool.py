@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.pacs.durable import fsync_dir, inside, is_uid, rename_durable, write_durable
+from pipeline.pacs.durable import inside, is_uid, rename_durable
+from pipeline.utils.files import atomic_write_bytes, fsync_dir, publish_file
 
 DIRS = ("tmp", "incoming", "queue", "locks", "work", "failed", "quarantine", "log", "trash")
 
@@ -66,16 +67,12 @@ class Spool:
         if not (is_uid(study_uid) and is_uid(sop_uid)):
             raise ValueError("StudyInstanceUID/SOPInstanceUID missing or not a valid UID")
         tmp = inside(self.root, self.d("tmp") / f"{sop_uid}.{os.getpid()}.{secrets.token_hex(4)}")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp.write_bytes(data)
         folder = inside(self.root, self.d("incoming") / study_uid)
         target = folder / f"{sop_uid}.dcm"
         with self._rename_lock:  # the collector moves study folders under the same lock
             folder.mkdir(exist_ok=True)
-            os.replace(tmp, target)
-            fsync_dir(folder)
+            publish_file(tmp, target, durable=True)
             fsync_dir(self.d("incoming"))
         return target
 
@@ -85,10 +82,11 @@ class Spool:
         folder = inside(self.root, self.d("quarantine") / f"{stamp}-{secrets.token_hex(6)}")
         folder.mkdir(parents=True)
         if data is not None:
-            write_durable(folder / "instance.dcm", data)
-        write_durable(
+            atomic_write_bytes(folder / "instance.dcm", data, durable=True)
+        atomic_write_bytes(
             folder / "reason.json",
             json.dumps({"reason": reason, "peer": peer, "received_at": time.time()}).encode(),
+            durable=True,
         )
         return folder
 
@@ -175,8 +173,10 @@ class Spool:
         work = self.work_dir(job)
         if work.exists():
             os.rename(work, dest / "_work")
-        write_durable(
-            dest / "reason.json", json.dumps({"reason": reason, "at": time.time()}).encode()
+        atomic_write_bytes(
+            dest / "reason.json",
+            json.dumps({"reason": reason, "at": time.time()}).encode(),
+            durable=True,
         )
         with contextlib.suppress(FileNotFoundError):
             (self.d("locks") / f"{job.name}.lock").unlink()

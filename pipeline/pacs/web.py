@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, PacsError
-from pipeline.pacs.durable import write_durable
 from pipeline.pacs.node import NetOptions
 from pipeline.pacs.scu import Received, StoreOutcome, StudyQuery, StudyRecord, instance_path
+from pipeline.utils.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def wado_study(node: WebNode, study_uid: str, out_root: Path, opts: NetOptions) 
                 continue
             buf = io.BytesIO()
             ds.save_as(buf, enforce_file_format=True)
-            write_durable(path, buf.getvalue())
+            atomic_write_bytes(path, buf.getvalue(), durable=True)
             received.add(path)
     except (requests.RequestException, OSError) as exc:
         raise _http_error(node, f"WADO-RS retrieve of study {study_uid}", exc) from exc

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import LdctError, PacsError
-from pipeline.pacs.durable import write_durable
 from pipeline.pacs.spool import job_study_uid
+from pipeline.utils.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from pipeline.infer.engine import Denoiser
@@ -183,7 +183,9 @@ class Worker:
         except (OSError, ValueError, KeyError, TypeError):
             n = 0
         n += 1
-        write_durable(path, json.dumps({"attempts": n, "last_error": problem}).encode())
+        atomic_write_bytes(
+            path, json.dumps({"attempts": n, "last_error": problem}).encode(), durable=True
+        )
         if n >= self.svc.cfg.send_attempts:
             self._give_up(job, study, f"send failed {n} times: {problem}")
             return

@@ -24,12 +24,37 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-@contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success rename it over ``target``.
+def fsync_dir(path: str | Path) -> None:
+    """Flush a directory's entries (the names created or renamed in it) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    The rename is atomic on POSIX, so readers see either the old file or the complete new one,
-    never a half-written file (also after ``kill -9``).
+
+def publish_file(tmp: str | Path, target: str | Path, *, durable: bool = False) -> Path:
+    """Flush the finished file ``tmp`` and rename it over ``target`` (same file system).
+
+    The one atomic-publish step of the project: readers see the old file or the complete new
+    one, never a partial file (also after ``kill -9``). ``durable`` also flushes the directory
+    entry, so the rename itself survives power loss (file systems that honour fsync).
+    """
+    target = Path(target)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    if durable:
+        fsync_dir(target.parent)
+    return target
+
+
+@contextmanager
+def atomic_path(target: str | Path, *, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success publish it over ``target``.
+
+    See :func:`publish_file` (``durable`` as there); on an exception the temporary file is
+    removed and ``target`` is untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -39,9 +64,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        publish_file(tmp, target, durable=durable)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -51,6 +74,15 @@ def atomic_write_text(target: str | Path, text: str) -> Path:
     """Write text atomically (temp file + rename)."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def atomic_write_bytes(
+    target: str | Path, data: bytes | memoryview, *, durable: bool = False
+) -> Path:
+    """Write bytes atomically (temp file + rename; ``durable`` as in :func:`publish_file`)."""
+    with atomic_path(target, durable=durable) as tmp:
+        tmp.write_bytes(data)
     return Path(target)
 
 

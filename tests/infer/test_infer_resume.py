@@ -20,12 +20,12 @@ from pipeline.infer.publish import MARKER, STAGING_DIR, read_completion, verify_
 _SLOW_CLI = textwrap.dedent(
     """
     import sys, time
-    import pipeline.io.write as w
-    orig = w._write_file
+    import pipeline.io.dicom_encode as w
+    orig = w.write_file
     def slow(ds, path):
         time.sleep(0.15)
         orig(ds, path)
-    w._write_file = slow
+    w.write_file = slow
     from pipeline.cli.main import main
     sys.exit(main(sys.argv[1:]))
     """

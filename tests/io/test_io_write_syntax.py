@@ -91,12 +91,12 @@ def test_jpeg2000_refuses_images_below_its_minimum(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("syntax", COMPRESSED, ids=lambda s: s.value)
 def test_encoder_check_catches_pixels_that_do_not_round_trip(syntax: OutputSyntax) -> None:
-    from pipeline.io.dicom_encode import _file_meta, _pixels, encode_pixels
+    from pipeline.io.dicom_encode import encode_pixels, file_meta, set_pixels
 
     ds = pydicom.Dataset()
-    ds.file_meta = _file_meta("1.2.3")
+    ds.file_meta = file_meta("1.2.3")
     ds.SOPInstanceUID = "1.2.3"
     stored = (np.arange(40 * 36).reshape(40, 36) % 3000).astype(np.int16)
-    _pixels(ds, stored, 16, 1)
+    set_pixels(ds, stored, 16, 1)
     with pytest.raises(DicomError, match="does not decode to the written pixels"):
         encode_pixels(ds, stored + np.int16(1), syntax)  # not what the dataset holds
