@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
-from pipeline.errors import LdctError
 from pipeline.utils.text import printable
 
 __all__ = ["ManifestRow", "Status", "TileFields", "tile_fields_of"]
@@ -132,7 +131,7 @@ class ManifestRow:
             if isinstance(v, str):
                 setattr(self, f.name, printable(v))
         if self.status not in {s.value for s in Status}:
-            raise LdctError(f"manifest status must be ok|skipped|failed, found {self.status!r}")
+            raise ValueError(f"manifest status must be ok|skipped|failed, found {self.status!r}")
         if not self.finished_at:
             self.finished_at = time.time()
 

@@ -27,9 +27,7 @@ def _as_2d(img: np.ndarray, key: Hashable) -> np.ndarray:
     if img.ndim == 3 and img.shape[0] == 1:
         return img[0]
     if img.ndim != 2:
-        raise DatasetError(
-            f"{key!r}: expected a (Y, X) or (1, Y, X) slice, found shape {img.shape}"
-        )
+        raise ValueError(f"{key!r}: expected a (Y, X) or (1, Y, X) slice, found shape {img.shape}")
     return img
 
 

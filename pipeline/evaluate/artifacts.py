@@ -40,8 +40,6 @@ from fractions import Fraction
 import numpy as np
 from scipy import ndimage as ndi
 
-from pipeline.errors import LdctError
-
 SUSPECT_PERIODS_PX: tuple[int, ...] = (2, 4, 8, 16)
 _BG_NEAR, _BG_FAR = 3, 10
 _MIN_BINS = 6  # ignore frequencies below 6 cycles per image (anatomy dominates there)
@@ -112,7 +110,7 @@ class PatientArtifact:
 def residual_power(residual: np.ndarray) -> np.ndarray:
     """Periodogram of the de-meaned, 2-D Hann-windowed residual (not shifted: DC at [0, 0])."""
     if residual.ndim != 2:
-        raise LdctError(f"residual: expected a 2-D slice, found shape {residual.shape}")
+        raise ValueError(f"residual: expected a 2-D slice, found shape {residual.shape}")
     h, w = residual.shape
     win = np.outer(np.hanning(h), np.hanning(w))
     x = (residual - residual.mean()) * win

@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from pipeline.errors import LdctError
-
 BODY_THRESHOLD_HU = -500.0
 
 
@@ -25,7 +23,7 @@ def body_mask_slice(
 ) -> np.ndarray:
     """Boolean body mask of one ``(H, W)`` HU slice (all False when nothing is above threshold)."""
     if hu.ndim != 2:
-        raise LdctError(f"body_mask_slice: expected a 2-D slice, found shape {hu.shape}")
+        raise ValueError(f"body_mask_slice: expected a 2-D slice, found shape {hu.shape}")
     fg = hu > threshold_hu
     if open_radius_px > 0:
         fg = ndi.binary_opening(fg, structure=_disk(open_radius_px))
@@ -45,5 +43,5 @@ def body_mask(
     if hu.ndim == 2:
         return body_mask_slice(hu, threshold_hu, open_radius_px)
     if hu.ndim != 3:
-        raise LdctError(f"body_mask: expected (Z, H, W) or (H, W), found shape {hu.shape}")
+        raise ValueError(f"body_mask: expected (Z, H, W) or (H, W), found shape {hu.shape}")
     return np.stack([body_mask_slice(s, threshold_hu, open_radius_px) for s in hu])

@@ -59,7 +59,7 @@ def _kernel_1d(kernel: str, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
         n = UNIFORM_SIZE
         w = torch.full((n,), 1.0 / n, dtype=torch.float64)
         return w.to(dtype), (n * n) / (n * n - 1.0)
-    raise LdctError(f"ssim kernel: expected 'gaussian' or 'uniform', found {kernel!r}")
+    raise ValueError(f"ssim kernel: expected 'gaussian' or 'uniform', found {kernel!r}")
 
 
 def window_size(kernel: SsimKernel) -> int:
@@ -70,11 +70,11 @@ def window_size(kernel: SsimKernel) -> int:
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> None:
     check_shape("pred", pred, ("B", 1, "H", "W"))
     if pred.shape != target.shape:
-        raise LdctError(
+        raise ValueError(
             f"pred/target: shapes must match, found {tuple(pred.shape)} and {tuple(target.shape)}"
         )
     if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
-        raise LdctError(f"data_range: expected a finite number > 0, found {data_range!r}")
+        raise ValueError(f"data_range: expected a finite number > 0, found {data_range!r}")
 
 
 def _check_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -82,7 +82,7 @@ def _check_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor |
         return None
     check_shape("mask", mask, (None, 1, like.shape[-2], like.shape[-1]))
     if mask.shape[0] not in (1, like.shape[0]):
-        raise LdctError(f"mask: batch must be 1 or {like.shape[0]}, found {mask.shape[0]}")
+        raise ValueError(f"mask: batch must be 1 or {like.shape[0]}, found {mask.shape[0]}")
     return mask.to(dtype=torch.bool, device=like.device).expand_as(like)
 
 
@@ -98,7 +98,7 @@ def mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = No
     """Mean squared error per image, in squared input units. Shape ``(B,)``."""
     check_shape("pred", pred, ("B", 1, "H", "W"))
     if pred.shape != target.shape:
-        raise LdctError(f"pred/target: shapes differ, {tuple(pred.shape)} vs {target.shape}")
+        raise ValueError(f"pred/target: shapes differ, {tuple(pred.shape)} vs {target.shape}")
     return _masked_mean((pred - target).square(), _check_mask(mask, pred))
 
 
@@ -125,7 +125,7 @@ def mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = No
     """Mean absolute error per image, in input units (HU when given HU)."""
     check_shape("pred", pred, ("B", 1, "H", "W"))
     if pred.shape != target.shape:
-        raise LdctError(f"pred/target: shapes differ, {tuple(pred.shape)} vs {target.shape}")
+        raise ValueError(f"pred/target: shapes differ, {tuple(pred.shape)} vs {target.shape}")
     return _masked_mean((pred - target).abs(), _check_mask(mask, pred))
 
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from pipeline.errors import LdctError
-
 
 @dataclass(frozen=True)
 class Roi:
@@ -61,7 +59,7 @@ def find_uniform_rois(
 ) -> list[Roi]:
     """Up to ``n_rois`` non-overlapping uniform ROIs of one ``(H, W)`` slice (lowest local SD)."""
     if hu.ndim != 2 or body.shape != hu.shape:
-        raise LdctError(f"find_uniform_rois: expected matching 2-D arrays, found {hu.shape}")
+        raise ValueError(f"find_uniform_rois: expected matching 2-D arrays, found {hu.shape}")
     size = size or default_roi_size((hu.shape[0], hu.shape[1]))
     if min(hu.shape) < size:
         return []
@@ -88,7 +86,7 @@ def roi_stats(hu: np.ndarray, rois: list[Roi]) -> list[tuple[float, float]]:
 def nps_2d(patches: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
     """Mean 2-D NPS (HU^2 mm^2, fftshifted) of ``(N, n, n)`` noise patches (each de-meaned)."""
     if patches.ndim != 3 or patches.shape[0] == 0:
-        raise LdctError(f"nps_2d: expected (N, ny, nx) patches, found {patches.shape}")
+        raise ValueError(f"nps_2d: expected (N, ny, nx) patches, found {patches.shape}")
     _, ny, nx = patches.shape
     dy, dx = spacing_mm
     x = patches - patches.mean(axis=(1, 2), keepdims=True)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import LdctError
 from pipeline.evaluate.noise import Roi, find_uniform_rois, radial_nps
 
 #: ROI side (mm): 48 mm = 65 px at 0.742 mm (512^2 in a 380 mm FOV), 32 px at 1.48 mm (256^2).
@@ -59,7 +58,7 @@ def roi_size_px(pixel_mm: float, shape: tuple[int, int]) -> int:
 def detrend(patches: np.ndarray, order: int = DETREND_ORDER) -> np.ndarray:
     """Subtract the least-squares 2-D polynomial (total degree ``order``) from each patch."""
     if patches.ndim != 3:
-        raise LdctError(f"detrend: expected (N, ny, nx) patches, found {patches.shape}")
+        raise ValueError(f"detrend: expected (N, ny, nx) patches, found {patches.shape}")
     _, ny, nx = patches.shape
     y, x = np.mgrid[0:ny, 0:nx]
     y = (y - (ny - 1) / 2) / ny

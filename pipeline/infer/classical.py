@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pipeline.errors import ConfigError, LdctError
+from pipeline.errors import ConfigError
 from pipeline.infer.config import TilingConfig
 from pipeline.infer.engine import BatchPlan, Denoiser
 from pipeline.models.classical import (
@@ -70,7 +70,7 @@ class ClassicalDenoiser(Denoiser):
         return self._fn(hu, sigma, self.cfg)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        raise LdctError(f"{self.name} is not a network: use denoise_slices on HU arrays")
+        raise TypeError(f"{self.name} is not a network: use denoise_slices on HU arrays")
 
     def plan(self, height: int, width: int) -> BatchPlan:
         return BatchPlan(batch_size=1, tile=None)

@@ -105,7 +105,7 @@ class SeriesSink:
                 raise self.error
             written = self.writer.finish() if self.writer is not None else None
             if written is not None and len(written.paths) != self.vol.shape[0]:
-                raise DicomError(
+                raise RuntimeError(
                     f"writer produced {len(written.paths)} files for {self.vol.shape[0]} slices"
                 )
             if self.options.nifti:

@@ -76,5 +76,5 @@ def tiled_apply(
             out[:, :, y0 : y0 + th, x0 : x0 + tw] += pred[k * b : (k + 1) * b] * wmap
             norm[:, :, y0 : y0 + th, x0 : x0 + tw] += wmap
     if bool((norm <= 0).any()):
-        raise LdctError("tiling left pixels uncovered (internal error: tile/margin mismatch)")
+        raise RuntimeError("tiling left pixels uncovered (internal error: tile/margin mismatch)")
     return out / norm

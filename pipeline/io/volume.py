@@ -59,16 +59,16 @@ class CTVolume:
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:
-            raise GeometryError(f"CTVolume.hu must be 3-D (Z, Y, X), found shape {self.hu.shape}")
+            raise ValueError(f"CTVolume.hu must be 3-D (Z, Y, X), found shape {self.hu.shape}")
         if self.hu.dtype != np.float32:
             self.hu = self.hu.astype(np.float32)
         self.direction = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
         if self.padding_mask is not None and self.padding_mask.shape != self.hu.shape:
-            raise GeometryError(
+            raise ValueError(
                 f"padding_mask shape {self.padding_mask.shape} != hu shape {self.hu.shape}"
             )
         if self.slices and len(self.slices) != self.hu.shape[0]:
-            raise GeometryError(f"{len(self.slices)} slice records for {self.hu.shape[0]} slices")
+            raise ValueError(f"{len(self.slices)} slice records for {self.hu.shape[0]} slices")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -87,7 +87,7 @@ class CTVolume:
     def with_hu(self, hu: np.ndarray) -> CTVolume:
         """A copy with new voxel values (same geometry, headers and padding mask)."""
         if hu.shape != self.hu.shape:
-            raise GeometryError(f"with_hu: shape {hu.shape} != volume shape {self.hu.shape}")
+            raise ValueError(f"with_hu: shape {hu.shape} != volume shape {self.hu.shape}")
         return replace(self, hu=np.ascontiguousarray(hu, dtype=np.float32))
 
     def to_sitk(self) -> sitk.Image:

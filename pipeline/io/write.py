@@ -30,7 +30,7 @@ from pydicom.uid import (
     CTImageStorage,
 )
 
-from pipeline.errors import DicomError, GeometryError
+from pipeline.errors import DicomError
 from pipeline.intensity import AIR_HU
 from pipeline.io.deid import Deidentifier
 from pipeline.io.derived_header import (
@@ -175,7 +175,7 @@ class DerivedSeriesWriter:
         if k in self._written:
             raise DicomError(f"slice {k} written twice")
         if np.shape(hu_k) != source.hu.shape[1:]:
-            raise GeometryError(f"derived slice shape {np.shape(hu_k)} != {source.hu.shape[1:]}")
+            raise ValueError(f"derived slice shape {np.shape(hu_k)} != {source.hu.shape[1:]}")
         ds, own = _slice_header(source, k)
         bits = _source_int(source, ds, "BitsStored", 16)
         pixrep = _source_int(source, ds, "PixelRepresentation", 1)
@@ -293,7 +293,7 @@ def write_derived_series(
     """
     hu = np.asarray(hu)
     if hu.shape != source.hu.shape:
-        raise GeometryError(f"derived HU shape {hu.shape} != source volume shape {source.hu.shape}")
+        raise ValueError(f"derived HU shape {hu.shape} != source volume shape {source.hu.shape}")
     writer = DerivedSeriesWriter(
         source,
         out_dir,

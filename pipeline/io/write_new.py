@@ -12,7 +12,7 @@ from pydicom.uid import (
     CTImageStorage,
 )
 
-from pipeline.errors import DicomError, GeometryError
+from pipeline.errors import DicomError
 from pipeline.io.dicom_encode import (
     SeriesGeometry,
     WrittenSeries,
@@ -56,7 +56,7 @@ def write_new_series(
     """
     hu = np.asarray(hu)
     if hu.ndim != 3:
-        raise GeometryError(f"hu must be (Z, Y, X), found shape {hu.shape}")
+        raise ValueError(f"hu must be (Z, Y, X), found shape {hu.shape}")
     if bits_stored not in (12, 16):
         raise DicomError(f"bits_stored must be 12 or 16, found {bits_stored}")
     geom = SeriesGeometry(

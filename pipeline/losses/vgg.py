@@ -170,7 +170,7 @@ class VGG16Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ConfigError(
+            raise ValueError(
                 f"VGG16Features: expected (B, 1|3, H, W) images, found {tuple(x.shape)}"
             )
         taps: dict[int, torch.Tensor] = {}
@@ -213,7 +213,7 @@ class VGG16Features(nn.Module):
         without autograd; gradients reach ``pred`` through ``d`` only.
         """
         if target.shape != pred.shape or target.ndim != 4 or target.shape[1] not in (1, 3):
-            raise ConfigError(
+            raise ValueError(
                 "VGG16Features.forward_delta: expected two (B, 1|3, H, W) images of one shape, "
                 f"found {tuple(target.shape)} and {tuple(pred.shape)}"
             )

@@ -31,7 +31,7 @@ def precision_dtype(name: str | torch.dtype) -> torch.dtype:
     """``"fp32"``/``"bf16"`` (or a dtype) -> ``torch.float32``/``torch.bfloat16``."""
     if isinstance(name, torch.dtype):
         if name not in (torch.float32, torch.bfloat16):
-            raise ConfigError(f"precision dtype must be float32 or bfloat16, found {name}")
+            raise ValueError(f"precision dtype must be float32 or bfloat16, found {name}")
         return name
     key = str(name).lower()
     if key not in _NAMES:

@@ -40,7 +40,7 @@ def sobel_kernels(dtype: torch.dtype = torch.float32) -> torch.Tensor:
 
 def _check_input(x: torch.Tensor) -> None:
     if x.ndim != 4:
-        raise LdctError(f"sobel: expected a (B, C, H, W) tensor, found shape {tuple(x.shape)}")
+        raise ValueError(f"sobel: expected a (B, C, H, W) tensor, found shape {tuple(x.shape)}")
     if x.shape[-1] < 2 or x.shape[-2] < 2:
         raise LdctError(f"sobel: reflect padding needs H, W >= 2, found {tuple(x.shape[-2:])}")
 

@@ -78,7 +78,7 @@ def _as_volume(hu: np.ndarray) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
-        raise SimulationError(f"expected HU of shape (Z, Y, X) or (Y, X), found {arr.shape}")
+        raise ValueError(f"expected HU of shape (Z, Y, X) or (Y, X), found {arr.shape}")
     if not np.isfinite(arr).all():
         raise SimulationError("HU volume contains NaN or infinite values")
     return arr

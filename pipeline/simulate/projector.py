@@ -54,7 +54,7 @@ def _check_batch(x: torch.Tensor, shape: tuple[int, int], what: str) -> torch.Te
     if x.ndim == 2:
         x = x.unsqueeze(0)
     if x.ndim != 3 or tuple(x.shape[1:]) != shape:
-        raise SimulationError(
+        raise ValueError(
             f"{what} must have shape (B, {shape[0]}, {shape[1]}), found {tuple(x.shape)}"
         )
     return x.to(torch.float32)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.errors import LdctError
-
 
 def check_shape(name: str, array: Any, expected: Sequence[int | str | None]) -> None:
     """Check ``array.shape`` against ``expected`` (ints fixed, str/None free dims).
@@ -18,4 +16,4 @@ def check_shape(name: str, array: Any, expected: Sequence[int | str | None]) -> 
         isinstance(e, int) and e != s for e, s in zip(expected, shape, strict=False)
     ):
         want = "(" + ", ".join(str(e) for e in expected) + ")"
-        raise LdctError(f"{name}: expected shape {want}, found {shape}")
+        raise ValueError(f"{name}: expected shape {want}, found {shape}")

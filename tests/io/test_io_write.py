@@ -13,7 +13,6 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from pipeline.errors import GeometryError
 from pipeline.io.read import read_volume
 from pipeline.io.write import hu_to_stored, write_derived_series, write_new_series
 
@@ -132,7 +131,7 @@ def test_derived_series_keeps_study_and_references_sources(original, tmp_path: P
         uid_key="m1",
     )  # fmt: skip
     assert again.series_instance_uid == d.series_instance_uid  # rerun: same UIDs
-    with pytest.raises(GeometryError):
+    with pytest.raises(ValueError, match="derived HU shape"):
         write_derived_series(
             src, new_hu[:2], tmp_path / "bad", series_description="x",
             derivation_description="y", uid_key="m1",

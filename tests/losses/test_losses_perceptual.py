@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.errors import ConfigError, LdctError
+from pipeline.errors import ConfigError
 from pipeline.intensity import hu_to_model, model_to_window
 from pipeline.losses.perceptual import PerceptualLoss, gram_matrix
 from pipeline.losses.weights import random_features_state
@@ -161,7 +161,7 @@ def test_errors(state):
         PerceptualLoss(state, layer_weights=[1.0])
     with pytest.raises(ConfigError, match="unknown window"):
         PerceptualLoss(state, windows=["sofft"])
-    with pytest.raises(LdctError, match="expected shape"):
+    with pytest.raises(ValueError, match="expected shape"):
         PerceptualLoss(state)(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
 
 

