@@ -26,10 +26,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import DatasetError
 from pipeline.io.discover import SeriesRecord, scan
+
+if TYPE_CHECKING:
+    from pipeline.report.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,19 @@ class Pairing:
     rule: str = ""
 
 
+def pseudonyms(pseudo: Pseudonymizer | None) -> Pseudonymizer:
+    """``pseudo``, or the identity (no pseudonymisation) when None."""
+    from pipeline.report.pseudonym import Pseudonymizer
+
+    return pseudo if pseudo is not None else Pseudonymizer(False)
+
+
+def _label(rec: SeriesRecord, ps: Pseudonymizer) -> str:
+    """The series as problems name it: its (pseudonymised) SeriesInstanceUID and part."""
+    uid = ps.uid(rec.series_uid)
+    return uid if rec.part is None else f"{uid} (part {rec.part})"
+
+
 def _hdr(rec: SeriesRecord, name: str) -> str:
     value = rec.files[0].header.get(name, "")
     return "" if value is None else str(value)
@@ -137,7 +153,9 @@ def _pair_low_full(
     fulls: list[SeriesRecord],
     problems: list[str],
     ignore_frame: bool = False,
+    ps: Pseudonymizer | None = None,
 ) -> list[EvalItem]:
+    ps = pseudonyms(ps)
     same = not ignore_frame
     if len(lows) == 1 and len(fulls) == 1:
         pid = _hdr(lows[0], "PatientID") or "patient"
@@ -159,7 +177,8 @@ def _pair_low_full(
             key = "PatientID" if ignore_frame else "PatientID and FrameOfReferenceUID"
             hint = "" if ignore_frame else " (--ignore-frame-of-reference pairs by PatientID)"
             problems.append(
-                f"low-dose series {low.label} (PatientID {pid!r}): {what} full-dose series "
+                f"low-dose series {_label(low, ps)} (PatientID {ps(pid)!r}): {what} full-dose "
+                "series "
                 f"with the same {key}{hint}; skipped"
             )
             continue
@@ -167,7 +186,9 @@ def _pair_low_full(
     return items
 
 
-def _attach_denoised(items: list[EvalItem], dens: list[SeriesRecord], problems: list[str]) -> None:
+def _attach_denoised(
+    items: list[EvalItem], dens: list[SeriesRecord], problems: list[str], ps: Pseudonymizer
+) -> None:
     by_sop = {uid: it for it in items for uid in _sop_uids(it.low)}
     unmatched: list[SeriesRecord] = []
     for den in dens:
@@ -177,8 +198,8 @@ def _attach_denoised(items: list[EvalItem], dens: list[SeriesRecord], problems: 
             it = next(iter(owners.values()))
             if it.denoised is not None:
                 problems.append(
-                    f"{it.patient}: several denoised series reference the same low-dose series "
-                    f"({it.denoised.label}, {den.label}); kept the first"
+                    f"{ps(it.patient)}: several denoised series reference the same low-dose "
+                    f"series ({_label(it.denoised, ps)}, {_label(den, ps)}); kept the first"
                 )
                 continue
             it.denoised = den
@@ -200,24 +221,33 @@ def _attach_denoised(items: list[EvalItem], dens: list[SeriesRecord], problems: 
             items[0].denoised = den
         else:
             problems.append(
-                f"denoised series {den.label} (PatientID {pid!r}): no unique low-dose source "
+                f"denoised series {_label(den, ps)} (PatientID {ps(pid)!r}): no unique low-dose "
+                "source "
                 "(no SourceImageSequence match, fallback found "
                 f"{len(cands)} candidates); skipped"
             )
     for it in items:
         if it.denoised is None:
-            problems.append(f"{it.patient}: no denoised series found for the low-dose series")
+            problems.append(f"{ps(it.patient)}: no denoised series found for the low-dose series")
 
 
 RESERVED_ROLES = ("low", "full", "denoised")
 
 
-def attach_baseline(items: list[EvalItem], name: str, path: Path, problems: list[str]) -> None:
+def attach_baseline(
+    items: list[EvalItem],
+    name: str,
+    path: Path,
+    problems: list[str],
+    pseudo: Pseudonymizer | None = None,
+) -> None:
     """Baseline series of ``path`` to the low-dose series they were made from.
 
     As for ``--denoised``: by SourceImageSequence -> low-dose SOP instances (what ``ldct
-    denoise`` writes); a low-dose series without a baseline series is listed in ``problems``.
+    denoise`` writes); a low-dose series without a baseline series is listed in ``problems``
+    (items' patients are already pseudonymised by :func:`pair_inputs`; series by ``pseudo``).
     """
+    ps = pseudonyms(pseudo)
     by_sop = {uid: it for it in items for uid in _sop_uids(it.low)}
     for rec in _scan_series(path, f"baseline {name}"):
         owners = {id(by_sop[u]): by_sop[u] for u in _source_uids(rec) if u in by_sop}
@@ -226,7 +256,7 @@ def attach_baseline(items: list[EvalItem], name: str, path: Path, problems: list
             it.baselines.setdefault(name, rec)
         else:
             problems.append(
-                f"baseline {name}: series {rec.label} matches no unique low-dose series"
+                f"baseline {name}: series {_label(rec, ps)} matches no unique low-dose series"
             )
     for it in items:
         if name not in it.baselines:
@@ -239,13 +269,18 @@ def pair_inputs(
     denoised: str | Path | None = None,
     *,
     ignore_frame_of_reference: bool = False,
+    pseudo: Pseudonymizer | None = None,
 ) -> Pairing:
     """Apply the pairing rule (module docstring) to the three inputs.
 
     ``ignore_frame_of_reference`` (CLI ``--ignore-frame-of-reference``): low and full series
     acquired separately carry their own FrameOfReferenceUID; pair them by PatientID (study
     breaks ties) and accept the differing UIDs. Geometry and slice positions are still checked.
+
+    ``pseudo`` (``--pseudonymize``): the items' patient keys and every identifier in
+    ``problems`` (and in the log lines) are its pseudonyms.
     """
+    ps = pseudonyms(pseudo)
     low_p = Path(low)
     full_p = Path(full) if full is not None else None
     problems: list[str] = []
@@ -256,7 +291,7 @@ def pair_inputs(
         for spec in discover_pairs(low_p, strict=False):
             lows, fulls = _scan_series(spec.low, "low"), _scan_series(spec.full, "full")
             if len(lows) != 1 or len(fulls) != 1:
-                problems.append(f"{spec.name}: expected one series per dose folder; skipped")
+                problems.append(f"{ps(spec.name)}: expected one series per dose folder; skipped")
                 continue
             items.append(EvalItem(spec.name, lows[0], fulls[0], full_same_frame=False))
         rule = "dataset layout (pipeline.data.pairs.discover_pairs)"
@@ -266,6 +301,7 @@ def pair_inputs(
             _scan_series(full_p, "full"),
             problems,
             ignore_frame=ignore_frame_of_reference,
+            ps=ps,
         )
         rule = (
             "PatientID (StudyInstanceUID breaks ties); FrameOfReferenceUID ignored "
@@ -279,12 +315,14 @@ def pair_inputs(
         ]
         rule = "no reference: every low-dose series"
     if denoised is not None:
-        _attach_denoised(items, _scan_series(Path(denoised), "denoised"), problems)
+        _attach_denoised(items, _scan_series(Path(denoised), "denoised"), problems, ps)
         rule += "; denoised by SourceImageSequence -> low-dose SOP instances"
     names = [it.patient for it in items]
     for it in items:
         if names.count(it.patient) > 1:
             it.patient = f"{it.patient}/{it.low.series_uid[-8:]}"
+    for it in items:
+        it.patient = ps(it.patient)
     if not items:
         raise DatasetError("nothing to evaluate: " + ("; ".join(problems) or "no series paired"))
     for p in problems:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,13 @@ from pipeline.evaluate import qa, stats
 from pipeline.evaluate.artifacts import DEFAULT_THRESHOLDS, ArtifactThresholds
 from pipeline.evaluate.batched import compute_profiles
 from pipeline.evaluate.body_mask import body_mask
-from pipeline.evaluate.pairing import RESERVED_ROLES, EvalItem, attach_baseline, pair_inputs
+from pipeline.evaluate.pairing import (
+    RESERVED_ROLES,
+    EvalItem,
+    attach_baseline,
+    pair_inputs,
+    pseudonyms,
+)
 from pipeline.evaluate.profiles import (
     DEFAULT_PROFILES,
     METRIC_UNITS,
@@ -45,6 +51,9 @@ from pipeline.records import tile_fields_of
 from pipeline.utils.files import atomic_path, atomic_write_text
 from pipeline.utils.progress import progress
 
+if TYPE_CHECKING:
+    from pipeline.report.pseudonym import Pseudonymizer
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -60,6 +69,9 @@ class EvaluationResult:
     summary: dict[str, Any]
     out: Path
     problems: list[str] = field(default_factory=list)
+    #: the evaluated items by patient (pseudonym when pseudonymising): ``ldct qa`` hands them to
+    #: the report, which then reads the same series without a record of their folders
+    items: dict[str, EvalItem] = field(default_factory=dict)
 
 
 def read_item(item: EvalItem) -> dict[str, CTVolume]:
@@ -109,12 +121,14 @@ def slice_metrics(
     body: np.ndarray,
     profiles: list[MetricProfile],
     positions_mm: np.ndarray,
+    uid: Callable[[str], str] = str,
 ) -> pd.DataFrame:
-    """Tidy per-slice rows for every comparison against ``full`` and every profile."""
+    """Tidy per-slice rows for every comparison against ``full`` and every profile
+    (``uid`` maps the full-dose SOPInstanceUIDs: the pseudonymiser's, when pseudonymising)."""
     if "full" not in vols:
         return pd.DataFrame(columns=stats.SLICE_COLUMNS)
     full = vols["full"]
-    sop = [s.sop_instance_uid for s in full.slices] or [""] * full.hu.shape[0]
+    sop = [uid(s.sop_instance_uid) for s in full.slices] or [""] * full.hu.shape[0]
     frames = []
     idx = np.arange(full.hu.shape[0])
     for role in [r for r in vols if r != "full"]:
@@ -159,15 +173,24 @@ def evaluate(
     command: str = "",
     ignore_frame_of_reference: bool = False,
     baselines: Mapping[str, str | Path] | None = None,
+    pseudo: Pseudonymizer | None = None,
 ) -> EvaluationResult:
-    """Evaluate a cohort (or one series) and write all tables + summary.json under ``out``."""
+    """Evaluate a cohort (or one series) and write all tables + summary.json under ``out``.
+
+    ``pseudo`` (``--pseudonymize``): every identifier is mapped where it is produced: patient
+    keys (pairing), UIDs (per_slice rows, summary.json patients), problems and log lines; input
+    paths and the command's arguments are withheld from summary.json (docs/evaluation.md).
+    """
+    ps = pseudonyms(pseudo)
     profs = [get_profile(p) for p in profiles]
     out_dir = Path(out)
-    pairing = pair_inputs(low, full, denoised, ignore_frame_of_reference=ignore_frame_of_reference)
+    pairing = pair_inputs(
+        low, full, denoised, ignore_frame_of_reference=ignore_frame_of_reference, pseudo=ps
+    )
     problems = list(pairing.problems)
     baselines = check_baseline_names(baselines or {})
     for name, path in baselines.items():
-        attach_baseline(pairing.items, name, Path(path), problems)
+        attach_baseline(pairing.items, name, Path(path), problems, ps)
     manifest = denoise_rows(Path(denoised) if denoised is not None else None)
     ckpt = checkpoint_info(Path(checkpoint) if checkpoint else None)
     rows: dict[str, list[Any]] = {k: [] for k in (*TABLES, *TABLES_ARTIFACTS)}
@@ -177,8 +200,8 @@ def evaluate(
         try:
             vols = load_aligned(item)
         except LdctError as exc:
-            problems.append(f"{item.patient}: {exc}")
-            log.warning("%s: skipped: %s", item.patient, exc)
+            problems.append(f"{item.patient}: {skip_reason(exc, ps)}")
+            log.warning("%s: skipped: %s", item.patient, skip_reason(exc, ps))
             continue
         ref = vols.get("full", vols["low"])
         body = body_mask(ref.hu)
@@ -211,7 +234,7 @@ def evaluate(
                     tile = placed.size_px if not tile_stride_px else None
                 whole_slices = placed is not None and placed.whole_slices
         rows["per_slice"].append(
-            slice_metrics(item.patient, vols, body, profs, slice_positions_mm(ref))
+            slice_metrics(item.patient, vols, body, profs, slice_positions_mm(ref), ps.uid)
         )
         roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
         inserts = find_inserts(item.low.files[0].path.parent, item.low.series_uid)
@@ -250,9 +273,12 @@ def evaluate(
             {
                 "patient": item.patient,
                 "n_slices": int(vols["low"].hu.shape[0]),
-                "series": {r: str(v.meta.get("SeriesInstanceUID", "")) for r, v in vols.items()},
+                "series": {
+                    r: ps.uid(str(v.meta.get("SeriesInstanceUID", ""))) for r, v in vols.items()
+                },
                 "tile_stride_px": stride,
-                **item.to_record(),
+                # series folders (paths: they can name the patient) only when not pseudonymising
+                **({} if ps.enabled else item.to_record()),
             }
         )
     if not patients_info:
@@ -262,11 +288,12 @@ def evaluate(
         "schema_version": SCHEMA_VERSION,
         "created_utc": now_utc(),
         "command": command,
+        "pseudonymization": ps.describe(),
         "inputs": {
-            "full": _s(full),
-            "low": _s(low),
-            "denoised": _s(denoised),
-            "baselines": {k: _s(v) for k, v in baselines.items()},
+            "full": ps.path(_s(full)),
+            "low": ps.path(_s(low)),
+            "denoised": ps.path(_s(denoised)),
+            "baselines": {k: ps.path(_s(v)) for k, v in baselines.items()},
         },
         "mode": "full-reference" if full is not None else "no-reference",
         "pairing_rule": pairing.rule,
@@ -285,7 +312,20 @@ def evaluate(
         "problems": problems,
     }
     write_outputs(out_dir, tables, summary)
-    return EvaluationResult(tables, summary, out_dir, problems)
+    done = {str(p["patient"]) for p in patients_info}
+    items = {it.patient: it for it in pairing.items if it.patient in done}
+    return EvaluationResult(tables, summary, out_dir, problems, items)
+
+
+def skip_reason(exc: LdctError, ps: Pseudonymizer) -> str:
+    """Why a patient was skipped: the error, or when pseudonymising only its kind (a reader's or
+    aligner's message names input files and UIDs that the pseudonymiser never saw)."""
+    if not ps.enabled:
+        return str(exc)
+    return (
+        f"{type(exc).__name__} while reading or aligning its series (details withheld "
+        "in a pseudonymised run; run without --pseudonymize to read them)"
+    )
 
 
 def baseline_name(path: str | Path) -> str:

@@ -11,7 +11,6 @@ import pandas as pd
 from pipeline.report import figures
 from pipeline.report.config import ReportConfig, Rule
 from pipeline.report.images import PatientImages, pick_slices
-from pipeline.report.pseudonym import Pseudonymizer
 from pipeline.report.tables import EvalOutput
 from pipeline.report.verdict import RuleResult, Verdict
 
@@ -323,8 +322,9 @@ def patient_context(
     verdict: Verdict,
     images: PatientImages,
     cfg: ReportConfig,
-    pseudo: Pseudonymizer,
 ) -> dict[str, Any]:
+    """Everything the patient page shows; ``patient`` is the evaluation's key as shown (a
+    pseudonym when the run pseudonymises: the tables are mapped before they get here)."""
     info = ev.patient_info(patient)
     per_slice = ev.for_patient("per_slice", patient)
     panels = []
@@ -344,7 +344,7 @@ def patient_context(
     nps = ev.for_patient("nps", patient)
     roi = ev.for_patient("roi", patient)
     return {
-        "patient": pseudo(patient),
+        "patient": patient,
         "verdict": verdict.verdict,
         "reasons": verdict.reasons,
         "rule_results": rule_rows(cfg.rules, verdict.results),

@@ -24,7 +24,8 @@ ROLE_LABELS = {"low": "low dose", "denoised": "denoised", "full": "full dose"}
 def to_data_uri(fig: Figure, dpi: int = 96) -> str:
     """Render and close ``fig``; return a base64 PNG data URI."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    # no PNG text chunks: matplotlib would write its Software key; nothing else may land there
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ import pandas as pd
 
 from pipeline.errors import LdctError
 from pipeline.io.volume import CTVolume
+from pipeline.report.pseudonym import WITHHELD, Pseudonymizer
 
 if TYPE_CHECKING:
     from pipeline.evaluate.pairing import EvalItem
@@ -21,10 +23,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PatientImages:
-    """Aligned volumes per role (slices in the low-dose order) and the identifiers seen."""
+    """Aligned volumes per role (slices in the low-dose order), or why there are none."""
 
     volumes: dict[str, CTVolume] = field(default_factory=dict)
-    identifiers: set[str] = field(default_factory=set)
     problem: str = ""
 
     def slice(self, role: str, index: int) -> np.ndarray:
@@ -77,42 +78,60 @@ def pick_slices(
     return [("middle slice", n_slices // 2)]
 
 
-def load_patient_images(summary: dict, patient: str) -> PatientImages:
+def load_patient_images(
+    summary: dict,
+    patient: str,
+    *,
+    source: EvalItem | Mapping[str, Any] | None = None,
+    pseudo: Pseudonymizer | None = None,
+) -> PatientImages:
     """Read this patient's volumes from the series folders ``ldct evaluate`` recorded.
 
-    Only the files of those folders are read; the input trees are scanned again (with the
-    evaluation's pairing rule) only for a summary.json written before the folders were recorded.
+    ``source``: the item ``ldct qa`` paired in this process, or this patient's record of an
+    unmapped summary.json (default: the record of ``patient`` in ``summary``). Only the files of
+    the recorded folders are read; the input trees are scanned again (with the evaluation's
+    pairing rule) only for a summary.json written before the folders were recorded. A
+    pseudonymised evaluation records neither folders nor input paths (only ``ldct qa``, which
+    holds the paired items, draws its images); with ``pseudo`` enabled an error is shown by its
+    kind only (its text names input files and UIDs).
     """
     from pipeline.evaluate.pairing import EvalItem
     from pipeline.evaluate.runner import load_aligned
 
     out = PatientImages()
-    info: dict[str, Any] = next(
-        (p for p in summary.get("patients", []) if p.get("patient") == patient), {}
-    )
+    withhold = pseudo is not None and pseudo.enabled
     try:
-        if "series_folders" in info:
-            item = EvalItem.from_record(patient, info)
+        if isinstance(source, EvalItem):
+            item = source
         else:
-            item = _repaired_item(summary, patient)
+            info: Mapping[str, Any] = (
+                source
+                if source is not None
+                else next(
+                    (p for p in summary.get("patients", []) if p.get("patient") == patient), {}
+                )
+            )
+            if "series_folders" in info:
+                item = EvalItem.from_record(patient, info)
+            else:
+                item = _repaired_item(summary, str(info.get("patient", patient)), pseudo)
         out.volumes = load_aligned(item)
     except LdctError as exc:
-        out.problem = str(exc)
-        log.warning("%s: images unavailable: %s", patient, exc)
-        return out
-    for vol in out.volumes.values():
-        for key in ("PatientID", "PatientName"):
-            value = str(vol.meta.get(key) or "").strip()
-            if value:
-                out.identifiers.add(value)
+        out.problem = f"{type(exc).__name__} (details withheld)" if withhold else str(exc)
+        log.warning("%s: images unavailable: %s", patient, out.problem)
     return out
 
 
-def _repaired_item(summary: dict, patient: str) -> EvalItem:
+def _repaired_item(summary: dict, patient: str, pseudo: Pseudonymizer | None) -> EvalItem:
     """An older summary.json (no series folders): pair the inputs again with its own rule."""
     from pipeline.evaluate.pairing import pair_inputs
 
     inputs = summary.get("inputs", {})
+    if inputs.get("low") == WITHHELD:
+        raise LdctError(
+            "the evaluation is pseudonymised and records no input paths "
+            "(`ldct qa --pseudonymize` draws the images)"
+        )
     if not inputs.get("low") or not Path(inputs["low"]).exists():
         raise LdctError(
             "low-dose input of the evaluation is no longer at its path", path=inputs.get("low")
@@ -125,5 +144,6 @@ def _repaired_item(summary: dict, patient: str) -> EvalItem:
     )
     item = next((it for it in pairing.items if it.patient == patient), None)
     if item is None:
-        raise LdctError(f"patient {patient!r} not found when re-pairing the inputs")
+        shown = pseudo(patient) if pseudo is not None else patient
+        raise LdctError(f"patient {shown!r} not found when re-pairing the inputs")
     return item

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -33,6 +33,9 @@ from pipeline.report.tables import EvalOutput, load_eval
 from pipeline.report.verdict import Verdict, judge
 from pipeline.utils.files import atomic_write_text, ensure_inside
 from pipeline.utils.progress import progress
+
+if TYPE_CHECKING:
+    from pipeline.evaluate.pairing import EvalItem
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -168,22 +171,12 @@ def provenance_rows(
     return rows
 
 
-def _scrubber(pseudo: Pseudonymizer) -> Callable[[Any], Any]:
-    return lambda v: pseudo.scrub(v) if isinstance(v, str) else v
-
-
-def _write_tables(ev: EvalOutput, out: Path, pseudo: Pseudonymizer) -> list[dict[str, str]]:
+def _write_tables(ev: EvalOutput, out: Path) -> list[dict[str, str]]:
     links = []
     for name, df in ev.tables.items():
         if df.empty:
             continue
-        clean = df.copy()
-        if "patient" in clean.columns:
-            clean["patient"] = clean["patient"].astype(str).map(pseudo)
-        for col in clean.columns:
-            if clean[col].dtype == object:
-                clean[col] = clean[col].map(_scrubber(pseudo))
-        atomic_write_text(out / "tables" / f"{name}.csv", clean.to_csv(index=False))
+        atomic_write_text(out / "tables" / f"{name}.csv", df.to_csv(index=False))
         links.append({"name": name, "href": f"tables/{name}.csv"})
     return links
 
@@ -194,15 +187,32 @@ def build_report(
     cfg: ReportConfig | None = None,
     *,
     key: str | None = None,
+    pseudo: Pseudonymizer | None = None,
+    items: Mapping[str, EvalItem] | None = None,
 ) -> ReportResult:
-    """Render the report for an ``ldct evaluate`` folder into ``out_dir``."""
+    """Render the report for an ``ldct evaluate`` folder into ``out_dir``.
+
+    ``pseudo`` (else one from ``cfg.pseudonymize`` and ``key``): the pseudonymiser of the run.
+    An evaluation written with ``--pseudonymize`` is already mapped and shown as it is; it
+    records no series folders, so its images need ``items`` (``ldct qa`` passes the items it
+    paired, by patient as shown); a plain evaluation is mapped field by field when it is read
+    (:meth:`EvalOutput.with_pseudonyms`) and its images found from its own records.
+    """
     cfg = cfg or ReportConfig()
     ev = load_eval(eval_dir)
     out = Path(out_dir)
     if out.resolve() == Path(eval_dir).resolve():
         raise LdctError("the report folder must differ from the evaluation folder", path=out)
     (out / "patients").mkdir(parents=True, exist_ok=True)
-    pseudo = Pseudonymizer(cfg.pseudonymize, key)
+    pseudo = pseudo or Pseudonymizer(cfg.pseudonymize, key)
+    raw_summary = ev.summary
+    # where each shown patient's images are: the items ``ldct qa`` paired, else the records of
+    # the unmapped summary.json (keyed by the name the pages show)
+    sources: dict[str, Any] = dict(items or {})
+    if pseudo.enabled and not ev.pseudonymized:
+        ev = ev.with_pseudonyms(pseudo)
+        for rec in raw_summary.get("patients", []):
+            sources.setdefault(pseudo(str(rec["patient"])), rec)
     env = _env()
     css = files("pipeline.report").joinpath("templates/style.css").read_text(encoding="utf-8")
     created = now_utc()
@@ -215,13 +225,12 @@ def build_report(
     index_rows: list[dict[str, Any]] = []
     verdicts: list[Verdict] = []
     for patient in progress(ev.patients, desc="report", total=len(ev.patients)):
-        shown = pseudo(patient)
-        images = load_patient_images(ev.summary, patient)
-        for ident in images.identifiers:
-            pseudo.alias(ident, patient)
+        images = load_patient_images(
+            raw_summary, patient, source=sources.get(patient), pseudo=pseudo
+        )
         verdict = judge(patient, cfg.rules, ev.tables)
         verdicts.append(verdict)
-        ctx = patient_context(ev, patient, verdict, images, cfg, pseudo)
+        ctx = patient_context(ev, patient, verdict, images, cfg)
         info = ev.patient_info(patient)
         html = env.get_template("patient.html.j2").render(
             **ctx,
@@ -231,20 +240,20 @@ def build_report(
             provenance={"ldct_pipeline": __version__},
             provenance_rows=provenance_rows(ev, cfg, info, created),
             rules=[],
-            print_title=f"LDCT QA report - patient {shown} - verdict {verdict.verdict}",
+            print_title=f"LDCT QA report - patient {patient} - verdict {verdict.verdict}",
         )
-        page = ensure_inside(out, out / "patients" / page_name(shown))
-        atomic_write_text(page, pseudo.scrub(html))
-        result.pages[shown] = page
-        result.verdicts[shown] = verdict.verdict
+        page = ensure_inside(out, out / "patients" / page_name(patient))
+        atomic_write_text(page, html)
+        result.pages[patient] = page
+        result.verdicts[patient] = verdict.verdict
         index_rows.append(
             {
-                "name": shown,
+                "name": patient,
                 "href": f"patients/{page.name}",
                 "verdict": verdict.verdict,
                 "headline": headline_cells(ev, patient),
-                "reasons": [pseudo.scrub(r) for r in verdict.reasons]
-                + [f"input: {pseudo.scrub(g)}" for g in ctx["guardrail"].get("reasons", [])],
+                "reasons": verdict.reasons
+                + [f"input: {g}" for g in ctx["guardrail"].get("reasons", [])],
                 "acq": ctx["guardrail"],
                 "view": ctx["panels"][-1]["view"] if ctx["panels"] else None,
             }
@@ -262,7 +271,7 @@ def build_report(
         }
         for _, r in cohort.iterrows()
     ]
-    links = _write_tables(ev, out, pseudo)
+    links = _write_tables(ev, out)
     verdict_df = pd.DataFrame(
         [
             {"patient": p["name"], "verdict": p["verdict"], "reasons": "; ".join(p["reasons"])}
@@ -286,7 +295,7 @@ def build_report(
         provenance_rows=provenance_rows(ev, cfg, None, created),
         print_title="LDCT QA report - cohort index",
     )
-    atomic_write_text(result.index, pseudo.scrub(html))
+    atomic_write_text(result.index, html)
     save_resolved(cfg, out / "report_config.yaml")
     if cfg.pdf:
         from pipeline.report.browser import print_pdf

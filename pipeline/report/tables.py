@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pipeline.errors import LdctError
+
+if TYPE_CHECKING:
+    from pipeline.report.pseudonym import Pseudonymizer
 
 TABLE_NAMES = (
     "per_slice",
@@ -43,6 +46,51 @@ class EvalOutput:
             if str(p["patient"]) == patient:
                 return dict(p)
         raise LdctError(f"patient {patient!r} is not in summary.json", path=self.root)
+
+    @property
+    def pseudonymized(self) -> bool:
+        """Whether ``ldct evaluate|qa --pseudonymize`` wrote it (its identifiers are mapped)."""
+        return bool((self.summary.get("pseudonymization") or {}).get("enabled"))
+
+    def with_pseudonyms(self, pseudo: Pseudonymizer) -> EvalOutput:
+        """The evaluation as the report reads it from a run without ``--pseudonymize``: every
+        identifier field mapped (the ``patient`` column and the UID columns of every table; the
+        patients, their series UIDs, the models by patient and the artifacts of summary.json);
+        the command's arguments, the input paths and the problems are withheld (the report
+        re-pairs the inputs from the unmapped summary; no summary is written)."""
+        tables = {}
+        for name, df in self.tables.items():
+            df = df.copy()
+            for col in df.columns:
+                if col == "patient":
+                    df[col] = df[col].astype(str).map(pseudo)
+                elif str(col).endswith("_uid"):
+                    df[col] = df[col].map(lambda v: pseudo.uid(str(v)) if isinstance(v, str) else v)
+            tables[name] = df
+        summary = dict(self.summary)
+        summary["patients"] = [
+            {
+                **p,
+                "patient": pseudo(str(p["patient"])),
+                "series": {r: pseudo.uid(str(u)) for r, u in (p.get("series") or {}).items()},
+            }
+            for p in self.summary.get("patients", [])
+        ]
+        prov = dict(summary.get("provenance") or {})
+        prov["models"] = {pseudo(str(k)): v for k, v in (prov.get("models") or {}).items()}
+        summary["provenance"] = prov
+        summary["artifacts"] = [
+            {**a, "patient": pseudo(str(a.get("patient")))} for a in summary.get("artifacts", [])
+        ]
+        inputs = dict(summary.get("inputs") or {})
+        summary["inputs"] = {
+            k: {b: pseudo.path(p) for b, p in v.items()} if isinstance(v, dict) else pseudo.path(v)
+            for k, v in inputs.items()
+        }
+        summary["command"] = pseudo.command(str(summary.get("command") or "").split())
+        summary["problems"] = [f"{len(summary.get('problems') or [])} problem(s), withheld"]
+        summary["pseudonymization"] = pseudo.describe()
+        return EvalOutput(self.root, tables, summary)
 
     def for_patient(self, name: str, patient: str) -> pd.DataFrame:
         df = self.tables[name]

@@ -93,6 +93,8 @@ def test_pseudonymize_leaves_no_identifier(evaluated_cohort, tmp_path):
         evaluated_cohort.evaluation, out, ReportConfig(pseudonymize=True), key="secret"
     )
     assert all(name.startswith("P-") for name in result.pages)
+    for page in result.pages.values():  # the images found through the unmapped records
+        assert "Images unavailable" not in page.read_text(encoding="utf-8")
     needles = {s for s in evaluated_cohort.identifiers if s} | {
         p.name for p in evaluated_cohort.cohort.iterdir() if p.is_dir()
     }

@@ -69,18 +69,31 @@ def evaluate(
         help="Output tree of a baseline denoiser (ldct denoise --model bm3d|nlm), repeatable: "
         "evaluated like --denoised and shown as extra columns.",
     ),
+    pseudonymize: bool = typer.Option(
+        False,
+        "--pseudonymize",
+        help="Keyed pseudonyms for patients and UIDs in every table, summary.json and log line.",
+    ),
+    key: str | None = typer.Option(
+        None, "--key", envvar="LDCT_PSEUDONYM_KEY", help="Secret key for --pseudonymize."
+    ),
 ) -> int:
     """Compare denoised vs low-dose vs full-dose per slice, patient and cohort.
 
     Writes per_slice, per_patient, cohort, tests, roi, qa, nps, artifact_slices and artifacts
-    as CSV + Parquet and summary.json under OUT (docs/evaluation.md). Exit code 0 when every
-    paired patient was evaluated, 1 when some were skipped (listed in summary.json).
+    as CSV + Parquet and summary.json under OUT (docs/evaluation.md); with --pseudonymize the
+    patients and UIDs in them are keyed pseudonyms (docs/evaluation.md, Privacy). Exit code 0
+    when every paired patient was evaluated, 1 when some were skipped (listed in summary.json).
     """
     from pipeline.errors import ExitCode
     from pipeline.evaluate.profiles import DEFAULT_PROFILES
     from pipeline.evaluate.runner import baseline_name
     from pipeline.evaluate.runner import evaluate as run_evaluate
+    from pipeline.report.pseudonym import Pseudonymizer, withhold_unmapped_logs
 
+    pseudo = Pseudonymizer(pseudonymize, key)
+    if pseudo.enabled:
+        withhold_unmapped_logs()
     res = run_evaluate(
         low,
         out,
@@ -89,9 +102,10 @@ def evaluate(
         profiles=tuple(profile) or DEFAULT_PROFILES,
         tile_stride_px=tile_stride,
         checkpoint=checkpoint,
-        command=" ".join(["ldct", *sys.argv[1:]]),
+        command=pseudo.command(["ldct", *sys.argv[1:]]),
         ignore_frame_of_reference=ignore_frame,
         baselines=named_baselines(baseline, baseline_name),
+        pseudo=pseudo,
     )
     cohort = res.tables["cohort"]
     for row in cohort.itertuples():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from pipeline.errors import ExitCode
 
 if TYPE_CHECKING:
     from pipeline.report.config import ReportConfig
+    from pipeline.report.pseudonym import Pseudonymizer
     from pipeline.report.render import ReportResult
 
 log = logging.getLogger("ldct.report")
@@ -34,6 +36,16 @@ def _load_cfg(
     if pdf:
         cfg.pdf = True
     return cfg
+
+
+def _pseudonymizer(cfg: ReportConfig, key: str | None) -> Pseudonymizer:
+    """The run's one pseudonymiser (identity unless pseudonymising); installs the log policy."""
+    from pipeline.report.pseudonym import Pseudonymizer, withhold_unmapped_logs
+
+    pseudo = Pseudonymizer(cfg.pseudonymize, key)
+    if pseudo.enabled:
+        withhold_unmapped_logs()
+    return pseudo
 
 
 def _finish(result: ReportResult, fail_on: str) -> int:
@@ -68,7 +80,7 @@ def register(app: typer.Typer) -> None:
         from pipeline.report.render import build_report
 
         cfg = _load_cfg(config, overrides, pseudonymize, pdf, fail_on)
-        result = build_report(eval_dir, out, cfg, key=key)
+        result = build_report(eval_dir, out, cfg, pseudo=_pseudonymizer(cfg, key))
         raise typer.Exit(_finish(result, fail_on))
 
     @app.command("qa")
@@ -80,7 +92,11 @@ def register(app: typer.Typer) -> None:
         profile: list[str] = typer.Option([], "--profile", help="Metric profile(s) to compute."),
         config: Path | None = typer.Option(None, "--config", help="Report YAML (rules, panels)."),
         overrides: list[str] = typer.Option([], "--set", help="Override a report key (k=v)."),
-        pseudonymize: bool = typer.Option(False, "--pseudonymize", help="Keyed-hash identifiers."),
+        pseudonymize: bool = typer.Option(
+            False,
+            "--pseudonymize",
+            help="Keyed pseudonyms for patients and UIDs in every table, page and log line.",
+        ),
         key: str | None = typer.Option(
             None, "--key", envvar="LDCT_PSEUDONYM_KEY", help="Secret key for --pseudonymize."
         ),
@@ -101,17 +117,19 @@ def register(app: typer.Typer) -> None:
         from pipeline.report.render import build_report
 
         cfg = _load_cfg(config, overrides, pseudonymize, pdf, fail_on)
+        pseudo = _pseudonymizer(cfg, key)
         eval_dir = out / "evaluation"
-        evaluate(
+        res = evaluate(
             low,
             eval_dir,
             full=full,
             denoised=denoised,
             profiles=tuple(profile) or DEFAULT_PROFILES,
-            command="ldct qa",
+            command=pseudo.command(["ldct", *sys.argv[1:]]),
             ignore_frame_of_reference=ignore_frame,
             baselines=named_baselines(baseline, baseline_name),
+            pseudo=pseudo,
         )
         typer.echo(f"evaluation tables: {eval_dir}")
-        result = build_report(eval_dir, out / "report", cfg, key=key)
+        result = build_report(eval_dir, out / "report", cfg, pseudo=pseudo, items=res.items)
         raise typer.Exit(_finish(result, fail_on))
