@@ -75,7 +75,7 @@ def model_checkpoint(tmp: Path, given: str | None) -> Path:
     if given:
         return Path(given)
     try:
-        from pipeline.train.bundled import bundled_model_path
+        from pipeline.models.bundled import bundled_model_path
 
         return bundled_model_path()
     except Exception:  # no bundled model in this checkout: default DRL-E, fresh weights

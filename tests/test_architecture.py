@@ -105,3 +105,45 @@ def test_registering_a_custom_model_first_keeps_the_builtins() -> None:
     assert proc.returncode == 0, proc.stderr
     names = proc.stdout.strip().split(",")
     assert "my-net" in names and {"drle", "drl", "unet", "redcnn"} <= set(names)
+
+
+def _reachable(graph: dict[str, set[str]], roots: list[str]) -> set[str]:
+    seen, todo = set(roots), list(roots)
+    while todo:
+        for nxt in graph.get(todo.pop(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_inference_never_imports_training() -> None:
+    """``ldct denoise`` (pipeline.infer and the CLI's denoise commands) reaches no module of
+    pipeline.train, at module level or inside a function (the bundled model lives in models)."""
+    graph = import_graph()
+    roots = [m for m in graph if m == "pipeline.infer" or m.startswith("pipeline.infer.")]
+    roots.append("pipeline.cli.commands.denoise")
+    assert "pipeline.infer.loader" in roots and "pipeline.models.bundled" in _reachable(
+        graph, roots
+    )
+    reached = _reachable(graph, roots)
+    training = sorted(
+        m for m in reached if m == "pipeline.train" or m.startswith("pipeline.train.")
+    )
+    assert training == [], f"inference imports training: {training}"
+    assert "pipeline.train.run" in _reachable(graph, ["pipeline.cli.commands.train"])  # seen
+
+
+def test_no_sys_path_inserts_in_tests() -> None:
+    """Tests import helpers through pytest's ``pythonpath`` (pyproject), never by editing
+    sys.path themselves."""
+    tests = Path(__file__).resolve().parent
+    offenders = [
+        str(p.relative_to(tests))
+        for p in sorted(tests.rglob("*.py"))
+        if p != Path(__file__).resolve()
+        and any(
+            f"sys.path.{verb}" in p.read_text(encoding="utf-8") for verb in ("insert", "append")
+        )
+    ]
+    assert offenders == []

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import errno
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from infer_helpers import identity_checkpoint, write_series
 
 from pipeline.cli.main import os_error_line
 from pipeline.errors import ExitCode
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "infer"))
-from infer_helpers import identity_checkpoint, write_series
 
 
 @pytest.mark.parametrize(

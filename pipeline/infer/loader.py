@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.errors import CheckpointError, ConfigError
+from pipeline.errors import ConfigError
 from pipeline.infer.config import DenoiseConfig
 from pipeline.infer.engine import Denoiser
 
@@ -36,13 +36,8 @@ def resolve_model_path(cfg: DenoiseConfig) -> ModelSource:
     checkpoint file called so is given as ``./bm3d``."""
     if cfg.model:
         return ModelSource(Path(cfg.model), bundled=False)
-    try:
-        from pipeline.train.bundled import bundled_model_path
-    except ImportError as exc:
-        raise CheckpointError(
-            "no --model given and this installation has no bundled demo model; "
-            "pass --model CKPT (a checkpoint written by `ldct train`)"
-        ) from exc
+    from pipeline.models.bundled import bundled_model_path
+
     return ModelSource(Path(bundled_model_path()), bundled=True)
 
 

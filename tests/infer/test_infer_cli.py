@@ -196,7 +196,7 @@ def test_shards_are_disjoint_and_merge(tmp_path: Path, run_cli: Callable) -> Non
 def test_no_model_uses_bundled_and_says_so(
     cohort: Path, tmp_path: Path, run_cli: Callable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.train.bundled as bundled
+    import pipeline.models.bundled as bundled
 
     ckpt = identity_checkpoint(tmp_path / "bundled.pt")
     monkeypatch.setattr(bundled, "bundled_model_path", lambda verify=True: ckpt)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from article_baseline import ArticleVGGPerceptualLoss
 
 from pipeline.errors import ConfigError
 from pipeline.intensity import hu_to_model, model_to_window
 from pipeline.losses.perceptual import PerceptualLoss, gram_matrix
 from pipeline.losses.weights import random_features_state
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from article_baseline import ArticleVGGPerceptualLoss
 
 ARTICLE_BLOCKS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 

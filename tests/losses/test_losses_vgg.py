@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from article_baseline import IMAGENET_MEAN, IMAGENET_STD, torchvision_features
 
 from pipeline.errors import ConfigError
 from pipeline.losses.vgg import VGG16_LAYER_NAMES, VGG16Features, canonical_layer, layer_index
 from pipeline.losses.weights import random_features_state
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from article_baseline import IMAGENET_MEAN, IMAGENET_STD, torchvision_features
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,18 @@ allocating), and each series' output (non-finite or implausible HU fails the ser
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from infer_helpers import identity_checkpoint, write_series
 from torch import nn
 
 from pipeline.errors import CheckpointError, ExitCode
 from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.models.registry import build_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infer"))
-from infer_helpers import identity_checkpoint, write_series
 
 
 def _nan_checkpoint(path: Path) -> Path:

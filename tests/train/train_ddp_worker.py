@@ -10,9 +10,6 @@ import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from train_toys import ToyNet, make_trainer
 
 from pipeline.train.distributed import init_distributed, shutdown

@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from train_toys import ToyNet, make_trainer
 
 

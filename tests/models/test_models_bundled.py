@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from pipeline.errors import CheckpointError
+from pipeline.models import bundled
 from pipeline.models.checkpoint import load_checkpoint
-from pipeline.train import bundled
 from pipeline.utils.files import sha256_file
 
 

@@ -1,7 +1,8 @@
 """The bundled demo model: a small checkpoint shipped in ``pipeline/assets`` with its SHA-256.
 
 It was trained by ``ldct train --config configs/train_demo.yaml`` on simulated quarter-dose
-data (see ``docs/model-card.md``): a demo and a starting point, not for clinical use.
+data (see ``docs/model-card.md``): a demo and a starting point, not for clinical use. It lives in
+``models`` (not ``train``) because inference loads it and must not import the training stage.
 """
 
 from __future__ import annotations
