@@ -63,7 +63,11 @@ def _kernel_1d(kernel: str, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
 
 
 def window_size(kernel: SsimKernel) -> int:
-    """Side length of the SSIM window for ``kernel`` (11 Gaussian, 7 uniform)."""
+    """Side length of the SSIM window for ``kernel`` (11 Gaussian, 7 uniform).
+
+    >>> window_size("gaussian"), window_size("uniform")
+    (11, 7)
+    """
     return int(_kernel_1d(kernel, torch.float64)[0].numel())
 
 

@@ -22,7 +22,13 @@ from pipeline.errors import LdctError
 
 
 def tile_starts(length: int, tile: int, margin: int) -> list[int]:
-    """Tile start offsets along one axis so that tile cores (tile minus margins) cover it."""
+    """Tile start offsets along one axis so that tile cores (tile minus margins) cover it.
+
+    >>> tile_starts(100, 40, 5)  # stride 30; the last tile ends at the border
+    [0, 30, 60]
+    >>> tile_starts(32, 64, 5)  # one tile covers the axis
+    [0]
+    """
     if tile >= length:
         return [0]
     stride = tile - 2 * margin

@@ -25,7 +25,14 @@ MU_WATER_PER_MM = 0.01929
 
 
 def hu_to_mu(hu: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """HU -> linear attenuation (1/mm), mu = mu_water (1 + HU/1000), negatives set to 0 (air)."""
+    """HU -> linear attenuation (1/mm), mu = mu_water (1 + HU/1000), negatives set to 0 (air).
+
+    >>> mu = hu_to_mu([-1000.0, 0.0, 1000.0])
+    >>> (mu / MU_WATER_PER_MM).tolist()  # air, water, twice water
+    [0.0, 1.0, 2.0]
+    >>> mu_to_hu(mu).tolist()
+    [-1000.0, 0.0, 1000.0]
+    """
     t = torch.as_tensor(hu, dtype=torch.float32)
     return torch.clamp(MU_WATER_PER_MM * (1.0 + t / 1000.0), min=0.0)
 

@@ -30,6 +30,11 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def printable(text: object) -> str:
-    """``str(text)`` with undecodable bytes and control characters escaped (see module doc)."""
+    """``str(text)`` with undecodable bytes and control characters escaped (see module doc).
+
+    >>> name = bytes([73, 77, 255]).decode(errors="surrogateescape")  # a non-UTF-8 file name
+    >>> print(printable(name), printable("a" + chr(10) + "b"))
+    IM\\xff a\\nb
+    """
     s = str(text)
     return _UNSAFE.sub(_escape, s) if _UNSAFE.search(s) else s
