@@ -402,3 +402,33 @@ def test_recorded_command_never_holds_the_key_and_withholds_paths() -> None:
     assert plain == "ldct -v qa --low /data/L067 --key *** --out=/o/L067 -p hu"
     assert pseudo == "ldct -v qa --low … --key *** --out=… -p …"
     assert Pseudonymizer(False).command(["ldct", "report", "--key=abc"]) == "ldct report --key=***"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_pdfs_of_a_pseudonymised_report_hold_no_identifier(pseudonymised_qa, tmp_path) -> None:
+    from pipeline.report.browser import find_chromium
+    from pipeline.report.config import ReportConfig
+    from pipeline.report.pseudonym import Pseudonymizer
+    from pipeline.report.render import build_report
+
+    pypdf = pytest.importorskip("pypdf")
+    if find_chromium() is None:
+        pytest.skip("chromium not installed")
+    cohort, denoised, out, _ = pseudonymised_qa
+    ids = _identifiers(cohort, denoised) | {KEY}
+    short = {s for s in ids if len(s) < SHORT}
+    res = build_report(
+        out / "evaluation",
+        tmp_path / "report",
+        ReportConfig(pdf=True, pseudonymize=True),
+        pseudo=Pseudonymizer(True, KEY),
+    )
+    assert len(res.pdfs) == len(PATIENTS)
+    for pdf in res.pdfs:
+        reader = pypdf.PdfReader(str(pdf))
+        meta = [f"{k} {v}" for k, v in (reader.metadata or {}).items()]
+        text = [pg.extract_text() for pg in reader.pages]
+        assert any("P-" in t for t in text)
+        found = _leaks(short, ids - short, [], meta + text, [pdf.read_bytes()])
+        assert not found, (pdf.name, found)
