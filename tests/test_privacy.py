@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -280,16 +281,11 @@ def pseudonymised_qa(tmp_path_factory: pytest.TempPathFactory):
     return cohort, denoised, out, proc
 
 
-def test_no_identifier_anywhere_in_output_or_stderr(pseudonymised_qa) -> None:
-    cohort, denoised, out, proc = pseudonymised_qa
-    ids = _identifiers(cohort, denoised) | {KEY}
+def _leaks_under(out: Path, ids: set[str], streams: dict[str, str]) -> dict[str, set[str]]:
+    """Identifiers found per output file (and folder) and per stream, by the checks above."""
     short = {s for s in ids if len(s) < SHORT}
     long = ids - short
-    assert {"1", "1^1", "2", "12", "L067-XJ93", "Doe^Jane^Q", "19581224"} <= ids
-    assert any(len(s) > 30 and s.count(".") > 3 for s in long)  # UIDs are among them
     leaks: dict[str, set[str]] = {}
-    files = [p for p in out.rglob("*") if p.is_file()]
-    assert {p.suffix for p in files} >= {".csv", ".parquet", ".json", ".html"}
     for path in out.rglob("*"):
         parts = list(path.relative_to(out).parts)
         found = _leaks(short, long, [t for p in parts for t in _tokens(p)], parts, [])
@@ -297,10 +293,45 @@ def test_no_identifier_anywhere_in_output_or_stderr(pseudonymised_qa) -> None:
             found |= _leaks(short, long, *_fields_of(path))
         if found:
             leaks[str(path.relative_to(out))] = found
-    for name, text in (("stderr", proc.stderr), ("stdout", proc.stdout)):
+    for name, text in streams.items():
         found = _stream_leaks(text, short, long)
         if found:
             leaks[name] = found
+    return leaks
+
+
+def test_no_identifier_anywhere_in_output_or_stderr(pseudonymised_qa) -> None:
+    cohort, denoised, out, proc = pseudonymised_qa
+    ids = _identifiers(cohort, denoised) | {KEY}
+    assert {"1", "1^1", "2", "12", "L067-XJ93", "Doe^Jane^Q", "19581224"} <= ids
+    assert any(len(s) > 30 and s.count(".") > 3 for s in ids)  # UIDs are among them
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} >= {".csv", ".parquet", ".json", ".html"}
+    leaks = _leaks_under(out, ids, {"stderr": proc.stderr, "stdout": proc.stdout})
+    assert not leaks, f"identifiers found: {leaks}"
+
+
+def test_evaluate_pseudonymize_no_reference(
+    pseudonymised_qa, tmp_path, run_cli, monkeypatch
+) -> None:
+    """``ldct evaluate --pseudonymize`` alone; every series of the tree is a patient (PatientIDs
+    repeat, so the keys carry a series suffix before they are pseudonymised)."""
+    cohort, _, _, _ = pseudonymised_qa
+    out = tmp_path / "eval"
+    args = ["evaluate", "--low", str(cohort), "--out", str(out), "--pseudonymize", "--key", KEY]
+    monkeypatch.setattr(sys, "argv", ["ldct", *args])  # as the console script sees them
+    try:
+        res = run_cli(*args)
+    finally:
+        logging.captureWarnings(False)
+    assert res.exit_code == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["patients"]) == 2 * len(PATIENTS)
+    assert all(re.fullmatch(r"P-[0-9a-f]{10}", p["patient"]) for p in summary["patients"])
+    assert summary["pseudonymization"]["key"] == "given"
+    assert summary["command"] == "ldct evaluate --low … --out … --pseudonymize --key ***"
+    streams = {"stdout": res.stdout, "stderr": res.stderr}
+    leaks = _leaks_under(out, _identifiers(cohort) | {KEY}, streams)
     assert not leaks, f"identifiers found: {leaks}"
 
 
