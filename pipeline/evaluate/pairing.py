@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import DatasetError
 from pipeline.io.discover import SeriesRecord, scan
+from pipeline.utils.text import printable
 
 if TYPE_CHECKING:
     from pipeline.report.pseudonym import Pseudonymizer
@@ -321,8 +322,8 @@ def pair_inputs(
     for it in items:
         if names.count(it.patient) > 1:
             it.patient = f"{it.patient}/{it.low.series_uid[-8:]}"
-    for it in items:
-        it.patient = ps(it.patient)
+    for it in items:  # a folder name or tag may hold any bytes: the written name is printable
+        it.patient = ps(it.patient) if ps.enabled else printable(it.patient)
     if not items:
         raise DatasetError("nothing to evaluate: " + ("; ".join(problems) or "no series paired"))
     for p in problems:

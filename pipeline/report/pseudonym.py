@@ -54,7 +54,8 @@ class Pseudonymizer:
         if not self.enabled:
             return identifier
         if identifier not in self._seen:
-            digest = hmac.new(self._key, identifier.encode(), hashlib.sha256).hexdigest()
+            raw = identifier.encode("utf-8", "surrogateescape")  # a folder name's own bytes
+            digest = hmac.new(self._key, raw, hashlib.sha256).hexdigest()
             self._seen[identifier] = f"P-{digest[:10]}"
         return self._seen[identifier]
 

@@ -5,6 +5,7 @@ at the boundary with the plausibility reason, and a good series beside it is sti
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -57,3 +58,47 @@ def test_a_good_series_beside_it_is_evaluated(tmp_path: Path, run_cli: Callable)
     assert [p["patient"] for p in summary["patients"]] == [good]
     (problem,) = summary["problems"]
     assert "implausible pixel values: no air anywhere in the series" in problem
+
+
+def test_patient_folder_with_any_bytes_is_evaluated_and_reported(
+    tmp_path: Path, run_cli: Callable
+) -> None:
+    """A dataset folder named with an undecodable byte and a newline (the patient key of the
+    demo layout) used to end in UnicodeEncodeError when the tables were written; it is written
+    escaped (pipeline.utils.text.printable) and the report finds its images."""
+    import os
+
+    import pandas as pd
+
+    from pipeline.simulate.cohort import make_demo_cohort
+
+    root = tmp_path / "data"
+    make_demo_cohort(root, n_patients=1, n_slices=4, size=96, seed=2)
+    bad = os.fsencode(root) + b"/bad\xff\nname"
+    os.rename(os.fsencode(root / "DEMO001"), bad)
+    (root / "cohort.json").unlink()
+    res = run_cli("evaluate", "--low", root, "--full", root, "--out", tmp_path / "eval")
+    assert res.exit_code == 0, res.stderr
+    table = pd.read_parquet(tmp_path / "eval" / "per_patient.parquet")
+    assert set(table["patient"]) == {"bad\\xff\\nname"}
+    res = run_cli("report", tmp_path / "eval", "--out", tmp_path / "report")
+    assert res.exit_code == 0, res.stderr
+    (page,) = (tmp_path / "report" / "patients").glob("*.html")
+    assert page.name.startswith("bad_xff_nname-")
+    html = page.read_text(encoding="utf-8")
+    assert "Patient bad\\xff\\nname" in html and "Images unavailable" not in html
+    try:
+        res = run_cli("evaluate", "--low", root, "--full", root, "--out", tmp_path / "pseudo",
+                      "--pseudonymize", "--key", "k")  # fmt: skip
+    finally:
+        logging.captureWarnings(False)  # the pseudonymised run's log policy captured them
+    assert res.exit_code == 0, res.stderr
+    table = pd.read_parquet(tmp_path / "pseudo" / "per_patient.parquet")
+    assert set(table["patient"]) == {"P-" + _hmac10("k", bad.rsplit(b"/", 1)[1])}
+
+
+def _hmac10(key: str, raw: bytes) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(key.encode(), raw, hashlib.sha256).hexdigest()[:10]
