@@ -21,8 +21,8 @@ from pipeline.evaluate.artifacts import (
     seam_lines_for,
 )
 from pipeline.evaluate.noise import find_uniform_rois, roi_stats
-from pipeline.evaluate.nps import METHOD_TEXT, role_spectra
-from pipeline.evaluate.sharpness import edge_spread
+from pipeline.evaluate.nps import METHOD_TEXT, NoiseSpectrum, role_spectra
+from pipeline.evaluate.sharpness import EdgeProfile, edge_spread
 from pipeline.evaluate.task import Geometry, Insert, insert_rows
 
 #: Body-mask erosion (px) before ROI search and the artifact seam test (keeps off the outline).
@@ -54,6 +54,25 @@ def noise_and_edges(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """ROI rows, NPS rows and per-role QA rows for one patient (ROIs chosen on ``low``)."""
     inner = inner_mask(body)
+    roi_rows = _roi_rows(patient, vols, inner)
+    spectra = role_spectra(vols, inner, pixel_mm)
+    nps_rows: list[dict[str, Any]] = []
+    qa_rows: list[dict[str, Any]] = []
+    role_means: dict[str, np.ndarray] = {}
+    for role, vol in vols.items():
+        means = np.array([r["mean_hu"] for r in roi_rows if r["role"] == role])
+        sds = np.array([r["sd_hu"] for r in roi_rows if r["role"] == role])
+        for sp in spectra[role].values():
+            nps_rows += _nps_rows(patient, role, sp)
+        edge = edge_spread(vol, body, pixel_mm=float(np.mean(pixel_mm)))
+        role_means[role] = means
+        qa_rows.append(_qa_row(patient, role, means, sds, spectra[role], edge))
+    _add_comparisons(qa_rows, role_means)
+    return roi_rows, nps_rows, qa_rows
+
+
+def _roi_rows(patient: str, vols: dict[str, np.ndarray], inner: np.ndarray) -> list[dict[str, Any]]:
+    """Mean/SD of every role inside the uniform ROIs found on ``low``, slice by slice."""
     roi_rows: list[dict[str, Any]] = []
     for z in range(vols["low"].shape[0]):
         rois = find_uniform_rois(vols["low"][z], inner[z])
@@ -72,51 +91,56 @@ def noise_and_edges(
                         "sd_hu": sd,
                     }
                 )
-    spectra = role_spectra(vols, inner, pixel_mm)
-    nps_rows: list[dict[str, Any]] = []
-    qa_rows: list[dict[str, Any]] = []
-    role_means: dict[str, np.ndarray] = {}
-    for role, vol in vols.items():
-        means = np.array([r["mean_hu"] for r in roi_rows if r["role"] == role])
-        sds = np.array([r["sd_hu"] for r in roi_rows if r["role"] == role])
-        for sp in spectra[role].values():
-            nps_rows += [
-                {
-                    "patient": patient,
-                    "role": role,
-                    "method": sp.method,
-                    "freq_cyc_mm": float(f),
-                    "nps_hu2_mm2": float(v),
-                    "n_patches": sp.n_patches,
-                    "roi_size_px": sp.roi_size_px,
-                }
-                for f, v in zip(sp.freq_cyc_mm, sp.nps_hu2_mm2, strict=True)
-            ]
-        adj = spectra[role].get("adjacent")
-        paired = spectra[role].get("minus_full")
-        edge = edge_spread(vol, body, pixel_mm=float(np.mean(pixel_mm)))
-        role_means[role] = means
-        qa_rows.append(
-            {
-                "patient": patient,
-                "role": role,
-                "n_rois": int(means.size),
-                "roi_mean_hu": float(means.mean()) if means.size else float("nan"),
-                "roi_sd_hu": float(sds.mean()) if sds.size else float("nan"),
-                "noise_method": METHOD_TEXT["adjacent"] if adj else "n/a (one slice)",
-                "nps_roi_px": adj.roi_size_px if adj else 0,
-                "nps_n_patches": adj.n_patches if adj else 0,
-                "noise_sd_hu": adj.noise_sd_hu if adj else float("nan"),
-                "nps_mean_freq_cyc_mm": adj.mean_freq_cyc_mm if adj else float("nan"),
-                "nps_peak_freq_cyc_mm": adj.peak_freq_cyc_mm if adj else float("nan"),
-                "diff_full_sd_hu": paired.noise_sd_hu if paired else float("nan"),
-                "diff_full_nps_mean_freq_cyc_mm": paired.mean_freq_cyc_mm
-                if paired
-                else float("nan"),
-                "edge_10_90_mm": edge.rise_10_90_mm,
-                "edge_height_hu": edge.height_hu,
-            }
-        )
+    return roi_rows
+
+
+def _nps_rows(patient: str, role: str, sp: NoiseSpectrum) -> list[dict[str, Any]]:
+    return [
+        {
+            "patient": patient,
+            "role": role,
+            "method": sp.method,
+            "freq_cyc_mm": float(f),
+            "nps_hu2_mm2": float(v),
+            "n_patches": sp.n_patches,
+            "roi_size_px": sp.roi_size_px,
+        }
+        for f, v in zip(sp.freq_cyc_mm, sp.nps_hu2_mm2, strict=True)
+    ]
+
+
+def _qa_row(
+    patient: str,
+    role: str,
+    means: np.ndarray,
+    sds: np.ndarray,
+    spectra: dict[str, NoiseSpectrum],
+    edge: EdgeProfile,
+) -> dict[str, Any]:
+    """One role's QA row: ROI HU, TG-233 noise and NPS (adjacent-slice and minus-full), edge."""
+    adj = spectra.get("adjacent")
+    paired = spectra.get("minus_full")
+    return {
+        "patient": patient,
+        "role": role,
+        "n_rois": int(means.size),
+        "roi_mean_hu": float(means.mean()) if means.size else float("nan"),
+        "roi_sd_hu": float(sds.mean()) if sds.size else float("nan"),
+        "noise_method": METHOD_TEXT["adjacent"] if adj else "n/a (one slice)",
+        "nps_roi_px": adj.roi_size_px if adj else 0,
+        "nps_n_patches": adj.n_patches if adj else 0,
+        "noise_sd_hu": adj.noise_sd_hu if adj else float("nan"),
+        "nps_mean_freq_cyc_mm": adj.mean_freq_cyc_mm if adj else float("nan"),
+        "nps_peak_freq_cyc_mm": adj.peak_freq_cyc_mm if adj else float("nan"),
+        "diff_full_sd_hu": paired.noise_sd_hu if paired else float("nan"),
+        "diff_full_nps_mean_freq_cyc_mm": paired.mean_freq_cyc_mm if paired else float("nan"),
+        "edge_10_90_mm": edge.rise_10_90_mm,
+        "edge_height_hu": edge.height_hu,
+    }
+
+
+def _add_comparisons(qa_rows: list[dict[str, Any]], role_means: dict[str, np.ndarray]) -> None:
+    """HU bias against ``low`` and noise/NPS ratios against ``low`` and ``full``, in place."""
     by_role = {r["role"]: r for r in qa_rows}
     for row in qa_rows:
         role = row["role"]
@@ -129,7 +153,6 @@ def noise_and_edges(
             row[f"nps_mean_freq_ratio_vs_{ref}"] = ratio(
                 row["nps_mean_freq_cyc_mm"], other.get("nps_mean_freq_cyc_mm", np.nan)
             )
-    return roi_rows, nps_rows, qa_rows
 
 
 def grid_artifacts(

@@ -203,111 +203,34 @@ def evaluate(
             problems.append(f"{item.patient}: {skip_reason(exc, ps)}")
             log.warning("%s: skipped: %s", item.patient, skip_reason(exc, ps))
             continue
-        ref = vols.get("full", vols["low"])
-        body = body_mask(ref.hu)
-        hu = {r: v.hu for r, v in vols.items()}
-        px = (float(ref.spacing_mm[1]), float(ref.spacing_mm[2]))
-        stride = tile_stride_px
-        tile: int | None = None
-        whole_slices = False  # the denoise manifest says no tiling -> no tile seams possible
-        mrow: dict[str, Any] = {}
-        if item.denoised is not None:
-            mrow = manifest.get(item.denoised.series_uid, {})
-            if mrow:
-                models[item.patient] = {
-                    k: mrow.get(k)
-                    for k in (
-                        "model_name",
-                        "model_sha256",
-                        "precision",
-                        "tiling",
-                        "tile_size_px",
-                        "tile_stride_px",
-                        "tile_overlap_px",
-                        "review_reasons",
-                        "vgg_weights",
-                    )
-                }
-                placed = tile_fields_of(mrow)
-                if placed is not None and not placed.whole_slices:
-                    stride = stride or placed.stride_px
-                    tile = placed.size_px if not tile_stride_px else None
-                whole_slices = placed is not None and placed.whole_slices
-        rows["per_slice"].append(
-            slice_metrics(item.patient, vols, body, profs, slice_positions_mm(ref), ps.uid)
-        )
-        roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
-        inserts = find_inserts(item.low.files[0].path.parent, item.low.series_uid)
-        geo = Geometry(
-            origin_mm=np.asarray(ref.origin_mm, dtype=np.float64),
-            direction=np.asarray(ref.direction, dtype=np.float64),
-            spacing_mm=tuple(float(v) for v in ref.spacing_mm),  # type: ignore[arg-type]
-            slice_pos_mm=slice_positions_mm(ref),
-        )
-        rows["inserts"] += qa.task_rows(item.patient, hu, inserts, geo, nps, qarows)
-        low_vol = vols["low"]
-        rows["guardrails"].append(
-            guardrail_row(
-                item.patient,
-                low_vol.meta,
-                low_vol.spacing_mm,
-                mrow,
-                ckpt.get("training_envelope"),
-            )
-        )
-        rows["roi"] += roi
-        rows["nps"] += nps
-        rows["qa"] += qarows
-        art_s, art_p = qa.grid_artifacts(
-            item.patient,
-            hu,
-            body,
-            tile_stride_px=stride,
-            thresholds=thresholds,
-            check_seams=not (whole_slices and tile_stride_px is None),
-            tile_px=tile,
-        )
-        rows["artifact_slices"] += art_s
-        rows["artifacts"] += art_p
-        patients_info.append(
-            {
-                "patient": item.patient,
-                "n_slices": int(vols["low"].hu.shape[0]),
-                "series": {
-                    r: ps.uid(str(v.meta.get("SeriesInstanceUID", ""))) for r, v in vols.items()
-                },
-                "tile_stride_px": stride,
-                # series folders (paths: they can name the patient) only when not pseudonymising
-                **({} if ps.enabled else item.to_record()),
-            }
-        )
+        tiling = _tiling_for(item, manifest, tile_stride_px)
+        if tiling.mrow:
+            models[item.patient] = {k: tiling.mrow.get(k) for k in _MODEL_KEYS}
+        ctx = _PatientRun(profs, ps, tiling, thresholds, tile_stride_px, ckpt)
+        patients_info.append(_patient_rows(item, vols, rows, ctx))
     if not patients_info:
         raise LdctError("no patient could be evaluated: " + "; ".join(problems))
     tables = _build_tables(rows)
+    inputs = {
+        "full": ps.path(_s(full)),
+        "low": ps.path(_s(low)),
+        "denoised": ps.path(_s(denoised)),
+        "baselines": {k: ps.path(_s(v)) for k, v in baselines.items()},
+    }
     summary = {
         "schema_version": SCHEMA_VERSION,
         "created_utc": now_utc(),
         "command": command,
         "pseudonymization": ps.describe(),
-        "inputs": {
-            "full": ps.path(_s(full)),
-            "low": ps.path(_s(low)),
-            "denoised": ps.path(_s(denoised)),
-            "baselines": {k: ps.path(_s(v)) for k, v in baselines.items()},
-        },
+        "inputs": inputs,
         "mode": "full-reference" if full is not None else "no-reference",
         "pairing_rule": pairing.rule,
         "ignore_frame_of_reference": bool(ignore_frame_of_reference),
         "profiles": {p.name: p.describe() for p in profs},
         "patients": patients_info,
-        "headline": tables["cohort"].to_dict(orient="records"),
-        "artifacts": tables["artifacts"].to_dict(orient="records"),
+        **_table_summary(tables),
         "thresholds": thresholds.__dict__,
-        "provenance": {
-            "models": models,
-            **ckpt,
-            "packages": package_versions(),
-        },
+        "provenance": {"models": models, **ckpt, "packages": package_versions()},
         "tables": {k: [f"{k}.csv", f"{k}.parquet"] for k in tables},
         "problems": problems,
     }
@@ -315,6 +238,125 @@ def evaluate(
     done = {str(p["patient"]) for p in patients_info}
     items = {it.patient: it for it in pairing.items if it.patient in done}
     return EvaluationResult(tables, summary, out_dir, problems, items)
+
+
+#: manifest fields of the model that denoised a series, recorded in summary.json
+_MODEL_KEYS = (
+    "model_name",
+    "model_sha256",
+    "precision",
+    "tiling",
+    "tile_size_px",
+    "tile_stride_px",
+    "tile_overlap_px",
+    "review_reasons",
+    "vgg_weights",
+)
+
+
+@dataclass(frozen=True)
+class _Tiling:
+    """How a denoised series was tiled, from its denoise manifest row (``mrow``)."""
+
+    stride: int | None
+    tile: int | None
+    #: the manifest says no tiling -> no tile seams possible
+    whole_slices: bool
+    mrow: dict[str, Any]
+
+
+def _tiling_for(
+    item: EvalItem, manifest: dict[str, dict[str, Any]], tile_stride_px: int | None
+) -> _Tiling:
+    """The tile stride/size the seam detector looks for: ``--tile-stride`` first, else the
+    manifest's integer tile fields."""
+    stride, tile, whole_slices = tile_stride_px, None, False
+    mrow: dict[str, Any] = {}
+    if item.denoised is not None:
+        mrow = manifest.get(item.denoised.series_uid, {})
+        if mrow:
+            placed = tile_fields_of(mrow)
+            if placed is not None and not placed.whole_slices:
+                stride = stride or placed.stride_px
+                tile = placed.size_px if not tile_stride_px else None
+            whole_slices = placed is not None and placed.whole_slices
+    return _Tiling(stride, tile, whole_slices, mrow)
+
+
+@dataclass(frozen=True)
+class _PatientRun:
+    """What every patient of one ``evaluate`` call is measured with."""
+
+    profiles: list[MetricProfile]
+    ps: Pseudonymizer
+    tiling: _Tiling
+    thresholds: ArtifactThresholds
+    tile_stride_px: int | None
+    ckpt: dict[str, Any]
+
+
+def _patient_rows(
+    item: EvalItem, vols: dict[str, CTVolume], rows: dict[str, list[Any]], ctx: _PatientRun
+) -> dict[str, Any]:
+    """Append one patient's rows to every table of ``rows``; returns its summary.json record."""
+    ref = vols.get("full", vols["low"])
+    body = body_mask(ref.hu)
+    hu = {r: v.hu for r, v in vols.items()}
+    px = (float(ref.spacing_mm[1]), float(ref.spacing_mm[2]))
+    rows["per_slice"].append(
+        slice_metrics(item.patient, vols, body, ctx.profiles, slice_positions_mm(ref), ctx.ps.uid)
+    )
+    roi, nps, qarows = qa.noise_and_edges(item.patient, hu, body, px)
+    inserts = find_inserts(item.low.files[0].path.parent, item.low.series_uid)
+    geo = Geometry(
+        origin_mm=np.asarray(ref.origin_mm, dtype=np.float64),
+        direction=np.asarray(ref.direction, dtype=np.float64),
+        spacing_mm=tuple(float(v) for v in ref.spacing_mm),  # type: ignore[arg-type]
+        slice_pos_mm=slice_positions_mm(ref),
+    )
+    rows["inserts"] += qa.task_rows(item.patient, hu, inserts, geo, nps, qarows)
+    low_vol = vols["low"]
+    rows["guardrails"].append(
+        guardrail_row(
+            item.patient,
+            low_vol.meta,
+            low_vol.spacing_mm,
+            ctx.tiling.mrow,
+            ctx.ckpt.get("training_envelope"),
+        )
+    )
+    rows["roi"] += roi
+    rows["nps"] += nps
+    rows["qa"] += qarows
+    art_s, art_p = qa.grid_artifacts(
+        item.patient,
+        hu,
+        body,
+        tile_stride_px=ctx.tiling.stride,
+        thresholds=ctx.thresholds,
+        check_seams=not (ctx.tiling.whole_slices and ctx.tile_stride_px is None),
+        tile_px=ctx.tiling.tile,
+    )
+    rows["artifact_slices"] += art_s
+    rows["artifacts"] += art_p
+    return {
+        "patient": item.patient,
+        "n_slices": int(vols["low"].hu.shape[0]),
+        "series": {
+            r: ctx.ps.uid(str(v.meta.get("SeriesInstanceUID", ""))) for r, v in vols.items()
+        },
+        "tile_stride_px": ctx.tiling.stride,
+        # series folders (paths: they can name the patient) only when not pseudonymising
+        **({} if ctx.ps.enabled else item.to_record()),
+    }
+
+
+def _table_summary(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The headline (cohort) and artifact entries of summary.json."""
+    return {
+        "headline": tables["cohort"].to_dict(orient="records"),
+        "artifacts": tables["artifacts"].to_dict(orient="records"),
+    }
 
 
 def skip_reason(exc: LdctError, ps: Pseudonymizer) -> str:

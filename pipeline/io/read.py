@@ -114,18 +114,7 @@ def read_series(
             f"series {record.label} refused: implausible pixel values: {problem}",
             path=record.files[0].path.parent,
         )
-    for s in skipped:
-        s["stage"] = "decode"
-    skipped = [
-        {"path": str(s.path), "reason": s.reason, "stage": "scan"} for s in record.lost
-    ] + skipped
-    warnings = list(record.warnings)
-    warnings += [
-        f"skipped {Path(s['path']).name}: {s['reason']}" for s in skipped if s["stage"] != "scan"
-    ]
-    warnings += geom.warnings + header_warnings(frames)
-    for w in warnings:
-        log.info("%s: %s", record.label, w)
+    skipped, warnings = _skipped_and_warnings(record, skipped, geom.warnings, frames)
     meta = _meta(record, by_path[frames[0].path])
     meta["skipped_files"] = skipped
     meta["RescaleSources"] = sorted({f.rescale.source for f in frames})
@@ -135,20 +124,40 @@ def read_series(
         origin_mm=geom.origin_mm,
         direction=geom.direction,
         padding_mask=mask,
-        slices=[
-            SliceInfo(
-                path=f.path,
-                sop_instance_uid=f.sop_instance_uid,
-                position_mm=f.position_mm,
-                rescale_slope=f.rescale.slope,
-                rescale_intercept=f.rescale.intercept,
-                header=f.header,
-                frame=f.frame,
-            )
-            for f in frames
-        ],
+        slices=[_slice_info(f) for f in frames],
         meta=meta,
         warnings=warnings,
+    )
+
+
+def _skipped_and_warnings(
+    record: SeriesRecord, skipped: list[dict[str, Any]], geometry: list[str], frames: list[FrameRef]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every file left out (scan stage first, then decode) and the series' warnings, logged."""
+    for s in skipped:
+        s["stage"] = "decode"
+    skipped = [
+        {"path": str(s.path), "reason": s.reason, "stage": "scan"} for s in record.lost
+    ] + skipped
+    warnings = list(record.warnings)
+    warnings += [
+        f"skipped {Path(s['path']).name}: {s['reason']}" for s in skipped if s["stage"] != "scan"
+    ]
+    warnings += geometry + header_warnings(frames)
+    for w in warnings:
+        log.info("%s: %s", record.label, w)
+    return skipped, warnings
+
+
+def _slice_info(f: FrameRef) -> SliceInfo:
+    return SliceInfo(
+        path=f.path,
+        sop_instance_uid=f.sop_instance_uid,
+        position_mm=f.position_mm,
+        rescale_slope=f.rescale.slope,
+        rescale_intercept=f.rescale.intercept,
+        header=f.header,
+        frame=f.frame,
     )
 
 

@@ -418,6 +418,20 @@ class StoreOutcome:
         return self.status is not None and (self.status == 0 or 0xB000 <= self.status <= 0xBFFF)
 
 
+def _store_one(assoc: Any, item: tuple[Path, str, str, str]) -> StoreOutcome:
+    """C-STORE one file on an open association; the outcome names the status or the error."""
+    path, sop_class, sop, _ts = item
+    try:
+        status = assoc.send_c_store(path)
+    except (OSError, ValueError, RuntimeError) as exc:
+        return StoreOutcome(path, sop_class, sop, None, str(exc))
+    code = int(status.Status) if status and "Status" in status else None
+    err = "" if code is not None else "no response (association aborted or timed out)"
+    if code is not None and code != 0 and not 0xB000 <= code <= 0xBFFF:
+        err = str(status.get("ErrorComment", "")).strip() or f"status 0x{code:04X}"
+    return StoreOutcome(path, sop_class, sop, code, err)
+
+
 def file_identity(path: Path) -> tuple[str, str, str]:
     """(SOPClassUID, SOPInstanceUID, TransferSyntaxUID) from a DICOM file's header."""
     import pydicom
@@ -467,23 +481,11 @@ def store_files(
         broken = False
         try:
             for item in list(pending):
-                path, sop_class, sop, _ts = item
-                try:
-                    status = assoc.send_c_store(path)
-                except (OSError, ValueError, RuntimeError) as exc:
-                    outcome = StoreOutcome(path, sop_class, sop, None, str(exc))
-                else:
-                    code = int(status.Status) if status and "Status" in status else None
-                    err = (
-                        "" if code is not None else "no response (association aborted or timed out)"
-                    )
-                    if code is not None and code != 0 and not 0xB000 <= code <= 0xBFFF:
-                        err = str(status.get("ErrorComment", "")).strip() or f"status 0x{code:04X}"
-                    outcome = StoreOutcome(path, sop_class, sop, code, err)
+                outcome = _store_one(assoc, item)
                 if outcome.status is None and not assoc.is_established:
                     broken = True
                     break
-                done[path] = outcome
+                done[outcome.path] = outcome
                 pending.remove(item)
                 if on_result:
                     on_result(outcome)

@@ -150,26 +150,7 @@ def send_outputs(
     t0 = time.perf_counter()
     this_run: list[SendRow] = []
     for i, (key, duid, files) in enumerate(series, 1):
-        items = []
-        for f in files:
-            sop_class, sop, ts = file_identity(f)
-            prev = state.get((sop, dest))
-            if prev is not None and prev.status in ("sent", "already_sent") and not resend:
-                row = SendRow(
-                    key,
-                    duid,
-                    sop,
-                    str(f),
-                    dest,
-                    "already_sent",
-                    prev.dimse_status,
-                    attempts=prev.attempts,
-                    sent_at=prev.sent_at,
-                )
-                state[(sop, dest)] = row
-                this_run.append(row)
-                continue
-            items.append((f, sop_class, sop, ts))
+        items = _pending(key, duid, files, dest, state, this_run, resend)
 
         def note(o: StoreOutcome, _k: str = key, _d: str = duid) -> None:
             prev = state.get((o.sop_instance_uid, dest))
@@ -204,7 +185,47 @@ def send_outputs(
             f"series {i}/{len(series)} {duid}: {sent} sent, {skipped} already sent, "
             f"{bad} failed -> {dest}"
         )
-    wall = time.perf_counter() - t0
+    failed = [r for r in this_run if r.status == "failed"]
+    text = _summary_text(this_run, time.perf_counter() - t0, mpath)
+    if not series:
+        text = f"no denoised series in {out_root / MANIFEST_JSON}; nothing sent"
+    return SendSummary(this_run, text, ExitCode.PARTIAL_FAILURE if failed else ExitCode.OK)
+
+
+def _pending(
+    key: str,
+    duid: str,
+    files: list[Path],
+    dest: str,
+    state: dict[tuple[str, str], SendRow],
+    this_run: list[SendRow],
+    resend: bool,
+) -> list[tuple[Path, str, str, str]]:
+    """The files of one series still to send; those already sent are recorded as such."""
+    items = []
+    for f in files:
+        sop_class, sop, ts = file_identity(f)
+        prev = state.get((sop, dest))
+        if prev is not None and prev.status in ("sent", "already_sent") and not resend:
+            row = SendRow(
+                key,
+                duid,
+                sop,
+                str(f),
+                dest,
+                "already_sent",
+                prev.dimse_status,
+                attempts=prev.attempts,
+                sent_at=prev.sent_at,
+            )
+            state[(sop, dest)] = row
+            this_run.append(row)
+            continue
+        items.append((f, sop_class, sop, ts))
+    return items
+
+
+def _summary_text(this_run: list[SendRow], wall: float, mpath: Path) -> str:
     failed = [r for r in this_run if r.status == "failed"]
     text = (
         f"{sum(r.status == 'sent' for r in this_run)} sent, "
@@ -213,6 +234,4 @@ def send_outputs(
     )
     for r in failed[:10]:
         text += f"\nFAILED {r.file}: {r.error or r.dimse_status}"
-    if not series:
-        text = f"no denoised series in {out_root / MANIFEST_JSON}; nothing sent"
-    return SendSummary(this_run, text, ExitCode.PARTIAL_FAILURE if failed else ExitCode.OK)
+    return text

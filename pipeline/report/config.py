@@ -51,6 +51,11 @@ class Rule(StrictModel):
 
 def default_rules() -> list[Rule]:
     """The default verdict rules (also in ``configs/report.yaml``)."""
+    return [*_input_and_metric_rules(), *_hu_and_noise_rules(), *_resolution_and_task_rules()]
+
+
+def _input_and_metric_rules() -> list[Rule]:
+    """Guardrail, artifact and full-reference metric rules."""
     return [
         Rule(
             id="input_needs_review",
@@ -79,6 +84,12 @@ def default_rules() -> list[Rule]:
             severity=Severity.FAIL,
             explain="denoised is further from full dose than the low-dose input",
         ),
+    ]
+
+
+def _hu_and_noise_rules() -> list[Rule]:
+    """HU fidelity, noise reduction and noise texture against full dose."""
+    return [
         Rule(
             id="hu_bias",
             kind=RuleKind.QA,
@@ -128,6 +139,12 @@ def default_rules() -> list[Rule]:
             explain="NPS mean frequency below 80 % of the full-dose target's (blotchy, plastic "
             "texture)",
         ),
+    ]
+
+
+def _resolution_and_task_rules() -> list[Rule]:
+    """Resolution (TTF50), detectability (NPWE d') and texture shift against the input."""
+    return [
         Rule(
             id="resolution_loss",
             kind=RuleKind.QA,

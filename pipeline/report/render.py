@@ -214,13 +214,8 @@ def build_report(
         for rec in raw_summary.get("patients", []):
             sources.setdefault(pseudo(str(rec["patient"])), rec)
     env = _env()
-    css = files("pipeline.report").joinpath("templates/style.css").read_text(encoding="utf-8")
     created = now_utc()
-    profiles = [
-        (name, str(d.get("convention", d)) if isinstance(d, dict) else str(d))
-        for name, d in sorted((ev.summary.get("profiles") or {}).items())
-    ]
-    banner = vgg_banner(ev.summary.get("provenance", {}))
+    common = _common_page_args(ev)
     result = ReportResult(out, out / "index.html")
     index_rows: list[dict[str, Any]] = []
     verdicts: list[Verdict] = []
@@ -234,10 +229,7 @@ def build_report(
         info = ev.patient_info(patient)
         html = env.get_template("patient.html.j2").render(
             **ctx,
-            css=css,
-            profiles=profiles,
-            vgg_banner=banner,
-            provenance={"ldct_pipeline": __version__},
+            **common,
             provenance_rows=provenance_rows(ev, cfg, info, created),
             rules=[],
             print_title=f"LDCT QA report - patient {patient} - verdict {verdict.verdict}",
@@ -246,22 +238,62 @@ def build_report(
         atomic_write_text(page, html)
         result.pages[patient] = page
         result.verdicts[patient] = verdict.verdict
-        index_rows.append(
-            {
-                "name": patient,
-                "href": f"patients/{page.name}",
-                "verdict": verdict.verdict,
-                "headline": headline_cells(ev, patient),
-                "reasons": verdict.reasons
-                + [f"input: {g}" for g in ctx["guardrail"].get("reasons", [])],
-                "acq": ctx["guardrail"],
-                "view": ctx["panels"][-1]["view"] if ctx["panels"] else None,
-            }
-        )
+        index_rows.append(_index_row(ev, patient, page, verdict, ctx))
     counts = {k: sum(v.verdict == k for v in verdicts) for k in ("pass", "review", "fail")}
     counts["total"] = len(verdicts)
-    cohort = ev.tables["cohort"]
-    cohort_rows = [
+    links = _write_tables(ev, out)
+    links.append(_write_verdicts(out, index_rows))
+    html = env.get_template("index.html.j2").render(
+        **common,
+        counts=counts,
+        patients=index_rows,
+        headline_columns=headline_columns(ev),
+        cohort_rows=_cohort_rows(ev),
+        rules=rule_rows(cfg.rules),
+        rule_results=None,
+        table_links=links,
+        provenance_rows=provenance_rows(ev, cfg, None, created),
+        print_title="LDCT QA report - cohort index",
+    )
+    atomic_write_text(result.index, html)
+    save_resolved(cfg, out / "report_config.yaml")
+    if cfg.pdf:
+        _print_pdfs(result)
+    return result
+
+
+def _common_page_args(ev: EvalOutput) -> dict[str, Any]:
+    """What every page shows: styles, the metric conventions, the VGG weights banner, version."""
+    profiles = [
+        (name, str(d.get("convention", d)) if isinstance(d, dict) else str(d))
+        for name, d in sorted((ev.summary.get("profiles") or {}).items())
+    ]
+    return {
+        "css": files("pipeline.report").joinpath("templates/style.css").read_text(encoding="utf-8"),
+        "profiles": profiles,
+        "vgg_banner": vgg_banner(ev.summary.get("provenance", {})),
+        "provenance": {"ldct_pipeline": __version__},
+    }
+
+
+def _index_row(
+    ev: EvalOutput, patient: str, page: Path, verdict: Verdict, ctx: dict[str, Any]
+) -> dict[str, Any]:
+    """One patient's row of the cohort index (verdict, headline numbers, reasons, thumbnail)."""
+    return {
+        "name": patient,
+        "href": f"patients/{page.name}",
+        "verdict": verdict.verdict,
+        "headline": headline_cells(ev, patient),
+        "reasons": verdict.reasons + [f"input: {g}" for g in ctx["guardrail"].get("reasons", [])],
+        "acq": ctx["guardrail"],
+        "view": ctx["panels"][-1]["view"] if ctx["panels"] else None,
+    }
+
+
+def _cohort_rows(ev: EvalOutput) -> list[dict[str, Any]]:
+    """The cohort table of the index: mean, SD and 95 % CI per comparison/profile/metric."""
+    return [
         {
             **{k: r[k] for k in ("comparison", "profile", "metric", "unit")},
             "n_patients": int(r["n_patients"]),
@@ -269,9 +301,12 @@ def build_report(
             "sd": fmt(r["sd"]),
             "ci": f"[{fmt(r['ci95_lo'])}, {fmt(r['ci95_hi'])}]",
         }
-        for _, r in cohort.iterrows()
+        for _, r in ev.tables["cohort"].iterrows()
     ]
-    links = _write_tables(ev, out)
+
+
+def _write_verdicts(out: Path, index_rows: list[dict[str, Any]]) -> dict[str, str]:
+    """tables/verdicts.csv (patient, verdict, reasons); returns its link for the index."""
     verdict_df = pd.DataFrame(
         [
             {"patient": p["name"], "verdict": p["verdict"], "reasons": "; ".join(p["reasons"])}
@@ -279,29 +314,14 @@ def build_report(
         ]
     )
     atomic_write_text(out / "tables" / "verdicts.csv", verdict_df.to_csv(index=False))
-    links.append({"name": "verdicts", "href": "tables/verdicts.csv"})
-    html = env.get_template("index.html.j2").render(
-        css=css,
-        counts=counts,
-        patients=index_rows,
-        headline_columns=headline_columns(ev),
-        cohort_rows=cohort_rows,
-        profiles=profiles,
-        rules=rule_rows(cfg.rules),
-        rule_results=None,
-        table_links=links,
-        vgg_banner=banner,
-        provenance={"ldct_pipeline": __version__},
-        provenance_rows=provenance_rows(ev, cfg, None, created),
-        print_title="LDCT QA report - cohort index",
-    )
-    atomic_write_text(result.index, html)
-    save_resolved(cfg, out / "report_config.yaml")
-    if cfg.pdf:
-        from pipeline.report.browser import print_pdf
+    return {"name": "verdicts", "href": "tables/verdicts.csv"}
 
-        pdf_dir = out / "pdf"
-        pdf_dir.mkdir(parents=True, exist_ok=True)
-        for page in result.pages.values():
-            result.pdfs.append(print_pdf(page, pdf_dir / page.with_suffix(".pdf").name))
-    return result
+
+def _print_pdfs(result: ReportResult) -> None:
+    """One PDF per patient page under pdf/ (headless Chromium)."""
+    from pipeline.report.browser import print_pdf
+
+    pdf_dir = result.out_dir / "pdf"
+    pdf_dir.mkdir(parents=True, exist_ok=True)
+    for page in result.pages.values():
+        result.pdfs.append(print_pdf(page, pdf_dir / page.with_suffix(".pdf").name))

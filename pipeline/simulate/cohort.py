@@ -99,65 +99,17 @@ def make_demo_cohort(
     patients: list[dict[str, Any]] = []
     noise_info: dict[str, Any] = {}
     for i in progress(range(n_patients), desc="demo patients", total=n_patients):
-        pid = f"DEMO{i + 1:03d}"
-        pseed = int(seed) * 1000 + i
-        ph = make_phantom(n_slices, size, pseed, fov_mm=fov_mm, slice_mm=slice_mm)
-        outside = fov_padding_mask(ph.hu.shape)
-        clean = np.where(outside, np.float32(AIR_HU), ph.hu)  # the scan FOV is the circle
-        pair = simulate_pair(clean, ph.spacing_mm[1], dose, seed=pseed, settings=settings)
-        noise_info = {"i0_photons_per_bin": pair.noise.i0, **settings.as_dict()}
-        noise_info["n_views"] = pair.geometry.n_views
-        # DICOM LPS: +z is superior; the phantom's z runs head-to-foot, so flip the slice order
-        px = ph.spacing_mm[1]
-        origin = (-(size - 1) / 2.0 * px, -(size - 1) / 2.0 * px, -float(ph.z_mm[-1]))
-        study = derive_uid("demo-study", pid, str(seed), str(size), str(n_slices))
-        mask = outside[::-1] if pad_outside_fov else None
-        pdir = ensure_inside(root, root / pid)
-        common: dict[str, Any] = {
-            "spacing_mm": ph.spacing_mm,
-            "origin_mm": origin,
-            "direction": np.eye(3),
-            "patient_id": pid,
-            "patient_name": f"Demo^Patient{i + 1:03d}",
-            "study_uid": study,
-            "uid_key": f"demo seed={seed} dose={dose}",
-            "study_description": "Synthetic abdomen phantom (ldct demo cohort)",
-            "padding_mask": mask,
-        }
-        full = write_new_series(
-            pair.full_hu[::-1],
-            out_dir=pdir / FULL_DIR,
-            series_description="Full dose (simulated)",
-            series_number=2,
-            extra_tags={"ImageComments": "simulated full dose (dose fraction 1.0)"},
-            **common,
+        entry, noise_info = _write_patient(
+            root,
+            i,
+            seed=seed,
+            shape=(n_slices, size),
+            dose=dose,
+            geometry=(fov_mm, slice_mm),
+            settings=settings,
+            pad_outside_fov=pad_outside_fov,
         )
-        low = write_new_series(
-            pair.low_hu[::-1],
-            out_dir=pdir / low_dir,
-            series_description=f"Low dose {dose * 100:g}% (simulated)",
-            series_number=3,
-            extra_tags={"ImageComments": f"simulated low dose: dose fraction {dose:g} of full"},
-            **common,
-        )
-        entry = {
-            "patient": pid,
-            "full": f"{pid}/{FULL_DIR}",
-            "low": f"{pid}/{low_dir}",
-            "dose": dose,
-            "seed": pseed,
-            "n_slices": n_slices,
-            "size": size,
-            "spacing_mm": list(ph.spacing_mm),
-            "study_uid": study,
-            "full_series_uid": full.series_instance_uid,
-            "low_series_uid": low.series_instance_uid,
-            "n_clipped": full.n_clipped + low.n_clipped,
-            "lesions": ph.lesions,
-        }
-        atomic_write_text(pdir / "pair.json", json.dumps({**entry, "noise": noise_info}, indent=2))
         patients.append(entry)
-        log.info("wrote %s (%d slices, %dx%d)", pid, n_slices, size, size)
     manifest = {
         "format": "ldct-demo-cohort",
         "version": 1,
@@ -176,3 +128,83 @@ def make_demo_cohort(
     }
     path = atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2))
     return DemoCohort(root=root, manifest=path, patients=patients)
+
+
+def _write_patient(
+    root: Path,
+    i: int,
+    *,
+    seed: int,
+    shape: tuple[int, int],
+    dose: float,
+    geometry: tuple[float, float],
+    settings: SimulationSettings,
+    pad_outside_fov: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Patient ``i``: phantom -> simulated pair -> two DICOM series + pair.json.
+
+    ``shape`` is (slices, matrix size), ``geometry`` (FOV, slice thickness) in mm. Returns the
+    manifest entry and the simulation's noise settings.
+    """
+    n_slices, size = shape
+    fov_mm, slice_mm = geometry
+    low_dir = low_dose_dirname(dose)
+    pid = f"DEMO{i + 1:03d}"
+    pseed = int(seed) * 1000 + i
+    ph = make_phantom(n_slices, size, pseed, fov_mm=fov_mm, slice_mm=slice_mm)
+    outside = fov_padding_mask(ph.hu.shape)
+    clean = np.where(outside, np.float32(AIR_HU), ph.hu)  # the scan FOV is the circle
+    pair = simulate_pair(clean, ph.spacing_mm[1], dose, seed=pseed, settings=settings)
+    noise_info = {"i0_photons_per_bin": pair.noise.i0, **settings.as_dict()}
+    noise_info["n_views"] = pair.geometry.n_views
+    # DICOM LPS: +z is superior; the phantom's z runs head-to-foot, so flip the slice order
+    px = ph.spacing_mm[1]
+    origin = (-(size - 1) / 2.0 * px, -(size - 1) / 2.0 * px, -float(ph.z_mm[-1]))
+    study = derive_uid("demo-study", pid, str(seed), str(size), str(n_slices))
+    mask = outside[::-1] if pad_outside_fov else None
+    pdir = ensure_inside(root, root / pid)
+    common: dict[str, Any] = {
+        "spacing_mm": ph.spacing_mm,
+        "origin_mm": origin,
+        "direction": np.eye(3),
+        "patient_id": pid,
+        "patient_name": f"Demo^Patient{i + 1:03d}",
+        "study_uid": study,
+        "uid_key": f"demo seed={seed} dose={dose}",
+        "study_description": "Synthetic abdomen phantom (ldct demo cohort)",
+        "padding_mask": mask,
+    }
+    full = write_new_series(
+        pair.full_hu[::-1],
+        out_dir=pdir / FULL_DIR,
+        series_description="Full dose (simulated)",
+        series_number=2,
+        extra_tags={"ImageComments": "simulated full dose (dose fraction 1.0)"},
+        **common,
+    )
+    low = write_new_series(
+        pair.low_hu[::-1],
+        out_dir=pdir / low_dir,
+        series_description=f"Low dose {dose * 100:g}% (simulated)",
+        series_number=3,
+        extra_tags={"ImageComments": f"simulated low dose: dose fraction {dose:g} of full"},
+        **common,
+    )
+    entry = {
+        "patient": pid,
+        "full": f"{pid}/{FULL_DIR}",
+        "low": f"{pid}/{low_dir}",
+        "dose": dose,
+        "seed": pseed,
+        "n_slices": n_slices,
+        "size": size,
+        "spacing_mm": list(ph.spacing_mm),
+        "study_uid": study,
+        "full_series_uid": full.series_instance_uid,
+        "low_series_uid": low.series_instance_uid,
+        "n_clipped": full.n_clipped + low.n_clipped,
+        "lesions": ph.lesions,
+    }
+    atomic_write_text(pdir / "pair.json", json.dumps({**entry, "noise": noise_info}, indent=2))
+    log.info("wrote %s (%d slices, %dx%d)", pid, n_slices, size, size)
+    return entry, noise_info

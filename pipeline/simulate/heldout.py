@@ -126,6 +126,23 @@ def heldout_phantom(
     img = np.full(np.broadcast_shapes(x.shape, y.shape), AIR_HU)
 
     tissue = rng.uniform(20.0, 60.0)
+    masks, interior = _paint_ellipses(img, x, y, rng, tissue, (sx, sy, rot))
+    _add_lumpy_background(img, interior, rng, size, pixel_mm)
+    _add_discs(img, x, y, masks[1], rng, tissue, (sx, sy))
+    return _downsample(img, size).astype(np.float32)
+
+
+def _paint_ellipses(
+    img: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    tissue: float,
+    frame: tuple[float, float, float],
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Shell, interior and the jittered Shepp-Logan ellipses (in place); the masks and the
+    interior that carries the texture. ``frame`` is (x scale, y scale, rotation in rad)."""
+    sx, sy, rot = frame
     shell = rng.uniform(-120.0, -80.0) if rng.random() < 0.5 else rng.uniform(500.0, 1000.0)
     pair_kind = "lung" if rng.random() < 0.35 else "fluid"
     pair_hu = rng.uniform(-900.0, -700.0, 2) if pair_kind == "lung" else rng.uniform(-10.0, 15.0, 2)
@@ -158,6 +175,12 @@ def heldout_phantom(
         img[m] = hu
     interior = masks[1] & ~masks[2] & ~masks[3] if pair_kind == "lung" else masks[1]
 
+    return masks, interior
+
+
+def _add_lumpy_background(
+    img: np.ndarray, interior: np.ndarray, rng: np.random.Generator, size: int, pixel_mm: float
+) -> None:
     # Rolland-Barrett lumpy background: Gaussian lumps at uniform random positions (impulses
     # convolved with the lump profile)
     lump_px = rng.uniform(2.0, 6.0) * _SUPERSAMPLE / pixel_mm
@@ -173,8 +196,18 @@ def heldout_phantom(
         tex = (tex - tex_vals.mean()) / tex_vals.std() * rng.uniform(5.0, 20.0)
         img[interior] += tex[interior]
 
+
+def _add_discs(
+    img: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    inner: np.ndarray,
+    rng: np.random.Generator,
+    tissue: float,
+    scale: tuple[float, float],
+) -> None:
+    sx, sy = scale
     # disc lesions (low and high contrast) and bright calcification dots inside the interior
-    inner = masks[1]
     for radius_range, contrast in (((3.0, 15.0), None), ((1.0, 2.5), "calc")):
         count = int(rng.integers(3, 7)) if contrast is None else int(rng.integers(2, 6))
         for _ in range(count):
@@ -190,7 +223,6 @@ def heldout_phantom(
                 img[disc] += rng.choice([-1, 1]) * rng.uniform(5.0, 100.0)
             else:
                 img[disc] = tissue + rng.uniform(200.0, 800.0)
-    return _downsample(img, size).astype(np.float32)
 
 
 def phantom_pairs(

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,10 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.loop import Trainer, TrainResult
 from pipeline.train.provenance import code_version, hash_records
 from pipeline.train.sources import EpochBatches
+
+if TYPE_CHECKING:
+    from pipeline.data.config import DataLoaders
+    from pipeline.losses.objective import Objective
 
 log = logging.getLogger(__name__)
 
@@ -136,20 +140,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         if cfg.threads is not None and env.device.type == "cpu":
             torch.set_num_threads(cfg.threads)
         out = Path(cfg.output_dir)
-        state = out / "state" / "last.pt"
-        if resume and not state.exists():
-            # e.g. killed before its first checkpoint: nothing to continue, nothing to lose
-            log.warning(
-                "--resume: no resume state at %s (the run stopped before its first checkpoint, "
-                "or never started); starting fresh",
-                state,
-            )
-            resume = False
-        if not resume and state.exists():
-            raise ConfigError(
-                f"output_dir {out} already holds a run; pass --resume to continue it or choose "
-                "another output_dir"
-            )
+        resume = _check_resume(out, resume)
         # precision first: a bf16 request this device cannot run is refused before any work
         amp = resolve_amp(cfg.precision.value, env.device)
         if cfg.loss.perceptual.weight > 0 and cfg.loss.perceptual.precision == "bf16":
@@ -170,27 +161,7 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             epoch_ids=True,
         )
         val_loader = loaders.val
-        root = cfg.data.root if cfg.data.root is not None else cfg.data.manifest
-        root_dir = root if root is None or root.is_dir() else root.parent
-        meta: dict[str, Any] = {
-            "config": config_to_dict(cfg),
-            "config_hash": config_hash(cfg),
-            "code": code_version(),
-            "data_manifest_sha256": data_manifest_hash(
-                loaders.pairs, loaders.splits.as_dict(), root_dir
-            ),
-            "splits": loaders.splits.as_dict(),
-            "loss": objective.describe(),
-            "vgg_weights": objective.vgg_weights,
-            "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
-            "world_size": env.world_size,
-            "model": {"name": cfg.model.name, "params": cfg.model.params},
-        }
-        if init is not None:
-            meta["init_weights"] = init
-        if cfg.data.simulated is not None:
-            meta.update(simulated_meta(cfg.data.simulated))
-        meta = json.loads(json.dumps(meta, default=str))  # plain data: weights_only-loadable
+        meta = _run_meta(cfg, loaders, objective, amp, env, init)
         log.info(
             "training %s for %d steps (global batch %d on %d process(es), %s, loss %s)",
             cfg.model.name,
@@ -220,3 +191,56 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         return trainer.run(resume=resume)
     finally:
         D.shutdown(env)
+
+
+def _check_resume(out: Path, resume: bool) -> bool:
+    """Whether to resume: a fresh start when ``--resume`` finds no state; a run already in
+    ``out`` without ``--resume`` is refused (:class:`ConfigError`)."""
+    state = out / "state" / "last.pt"
+    if resume and not state.exists():
+        # e.g. killed before its first checkpoint: nothing to continue, nothing to lose
+        log.warning(
+            "--resume: no resume state at %s (the run stopped before its first checkpoint, "
+            "or never started); starting fresh",
+            state,
+        )
+        resume = False
+    if not resume and state.exists():
+        raise ConfigError(
+            f"output_dir {out} already holds a run; pass --resume to continue it or choose "
+            "another output_dir"
+        )
+    return resume
+
+
+def _run_meta(
+    cfg: TrainConfig,
+    loaders: DataLoaders,
+    objective: Objective,
+    amp: torch.dtype | None,
+    env: D.DistEnv,
+    init: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What every checkpoint of this run records: config, code, data hashes, loss, precision."""
+    root = cfg.data.root if cfg.data.root is not None else cfg.data.manifest
+    root_dir = root if root is None or root.is_dir() else root.parent
+    meta: dict[str, Any] = {
+        "config": config_to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "code": code_version(),
+        "data_manifest_sha256": data_manifest_hash(
+            loaders.pairs, loaders.splits.as_dict(), root_dir
+        ),
+        "splits": loaders.splits.as_dict(),
+        "loss": objective.describe(),
+        "vgg_weights": objective.vgg_weights,
+        "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
+        "world_size": env.world_size,
+        "model": {"name": cfg.model.name, "params": cfg.model.params},
+    }
+    if init is not None:
+        meta["init_weights"] = init
+    if cfg.data.simulated is not None:
+        meta.update(simulated_meta(cfg.data.simulated))
+    meta = json.loads(json.dumps(meta, default=str))  # plain data: weights_only-loadable
+    return meta
