@@ -3,7 +3,7 @@
 Module map:
 
 * ``discover`` -- find DICOM files under paths and group them into CT series (headers only);
-  ``header``, ``fastheader``, ``tags``, ``sop`` parse headers and say what is not a CT image.
+  ``header`` (pydicom), ``tags``, ``sop`` parse headers and say what is not a CT image.
 * ``geometry`` -- slice order and spacing from ImagePositionPatient, irregularities reported.
 * ``decode``, ``stack`` -- pixel decoding to stored values (native in-process, compressed in
   isolated workers) into one (Z, Y, X) array.

@@ -19,7 +19,6 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
-from pipeline.io.fastheader import Unusual, read_fast
 from pipeline.io.hu import Rescale, padding_spec, rescale_for_frame
 from pipeline.io.sop import classify_sop, is_localizer
 from pipeline.io.tags import first_bad_vr, is_quiet, quiet, value
@@ -113,11 +112,11 @@ def read_header(path: Path) -> FileHeader | SkippedFile:
 
 def _read_header(path: Path) -> FileHeader | SkippedFile:
     try:
-        ds, size, fast = _open(path)
+        ds, size = _open(path)
     except _Skip as skip:
         return SkippedFile(path, str(skip), lost=skip.lost)
     try:
-        return _validate(path, ds, size, fast)
+        return _validate(path, ds, size)
     except _Skip as skip:
         return SkippedFile(path, str(skip), skip.lost, *_uids(ds))
     except Exception as exc:  # malformed values deep inside the header
@@ -149,8 +148,8 @@ class _Skip(Exception):
         self.lost = lost
 
 
-def _open(path: Path) -> tuple[Dataset, int, bool]:
-    """(header, file size, parsed by the fast walk: VRs already known to be valid)."""
+def _open(path: Path) -> tuple[Dataset, int]:
+    """(header, file size): pydicom's parse, pixel data deferred (its offset is recorded)."""
     try:
         size = os.stat(path).st_size
     except OSError as exc:
@@ -160,11 +159,7 @@ def _open(path: Path) -> tuple[Dataset, int, bool]:
     try:
         with open(path, "rb") as fp:
             try:
-                return read_fast(fp, size), size, True  # the common layout, without pydicom
-            except Unusual:
-                fp.seek(0)
-            try:
-                return pydicom.dcmread(fp, defer_size=1024), size, False
+                return pydicom.dcmread(fp, defer_size=1024), size
             except InvalidDicomError:
                 fp.seek(0)
                 ds = pydicom.dcmread(fp, defer_size=1024, force=True)
@@ -174,7 +169,7 @@ def _open(path: Path) -> tuple[Dataset, int, bool]:
                         "not a DICOM file (no 'DICM' marker and no recognisable image header)",
                         lost=False,
                     ) from None
-                return ds, size, False
+                return ds, size
     except _Skip:
         raise
     except PermissionError:
@@ -203,8 +198,8 @@ def _transfer_syntax(ds: Dataset) -> str:
     return "1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
 
 
-def _validate(path: Path, ds: Dataset, size: int, vrs_checked: bool = False) -> FileHeader:
-    bad = None if vrs_checked else first_bad_vr(ds)
+def _validate(path: Path, ds: Dataset, size: int) -> FileHeader:
+    bad = first_bad_vr(ds)
     if bad is not None:
         raise _Skip(f"malformed DICOM header ({bad})")
     kind = classify_sop(ds)
