@@ -375,6 +375,9 @@ def test_pages_name_pseudonyms_and_keep_numbers(pseudonymised_qa) -> None:
 
     for value in psnr["mean"]:
         assert f">{fmt(value)}<" in index  # e.g. 31.25 is not turned into 3P-….25
+    (problem,) = summary["problems"]  # patient "12" has no denoised series; the index says so
+    assert problem == f"{pseudo('12')}: no denoised series found for the low-dose series"
+    assert f"<li>{problem}</li>" in index
 
 
 def test_same_key_same_pseudonyms_and_uids() -> None:

@@ -33,6 +33,7 @@ from pipeline.report.tables import EvalOutput, load_eval
 from pipeline.report.verdict import Verdict, judge
 from pipeline.utils.files import atomic_write_text, ensure_inside
 from pipeline.utils.progress import progress
+from pipeline.utils.text import printable
 
 if TYPE_CHECKING:
     from pipeline.evaluate.pairing import EvalItem
@@ -252,6 +253,7 @@ def build_report(
         rules=rule_rows(cfg.rules),
         rule_results=None,
         table_links=links,
+        problems=[printable(p) for p in ev.summary.get("problems") or []],
         provenance_rows=provenance_rows(ev, cfg, None, created),
         print_title="LDCT QA report - cohort index",
     )

@@ -88,7 +88,8 @@ class EvalOutput:
             for k, v in inputs.items()
         }
         summary["command"] = pseudo.command(str(summary.get("command") or "").split())
-        summary["problems"] = [f"{len(summary.get('problems') or [])} problem(s), withheld"]
+        n = len(summary.get("problems") or [])
+        summary["problems"] = [f"{n} problem(s) of the evaluation, withheld"] if n else []
         summary["pseudonymization"] = pseudo.describe()
         return EvalOutput(self.root, tables, summary)
 

@@ -58,6 +58,10 @@ def test_a_good_series_beside_it_is_evaluated(tmp_path: Path, run_cli: Callable)
     assert [p["patient"] for p in summary["patients"]] == [good]
     (problem,) = summary["problems"]
     assert "implausible pixel values: no air anywhere in the series" in problem
+    res = run_cli("report", tmp_path / "out", "--out", tmp_path / "report")
+    assert res.exit_code == 0, res.stderr
+    index = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert 'id="problems"' in index and "no air anywhere in the series" in index
 
 
 def test_patient_folder_with_any_bytes_is_evaluated_and_reported(
