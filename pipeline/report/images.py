@@ -136,14 +136,15 @@ def _repaired_item(summary: dict, patient: str, pseudo: Pseudonymizer | None) ->
         raise LdctError(
             "low-dose input of the evaluation is no longer at its path", path=inputs.get("low")
         )
-    pairing = pair_inputs(
+    pairing = pair_inputs(  # with ``pseudo`` its items and log lines carry the pseudonyms
         inputs["low"],
         inputs.get("full"),
         inputs.get("denoised"),
         ignore_frame_of_reference=bool(summary.get("ignore_frame_of_reference")),
+        pseudo=pseudo,
     )
-    item = next((it for it in pairing.items if it.patient == patient), None)
+    shown = pseudo(patient) if pseudo is not None else patient
+    item = next((it for it in pairing.items if it.patient == shown), None)
     if item is None:
-        shown = pseudo(patient) if pseudo is not None else patient
         raise LdctError(f"patient {shown!r} not found when re-pairing the inputs")
     return item

@@ -107,6 +107,26 @@ def test_pseudonymize_leaves_no_identifier(evaluated_cohort, tmp_path):
                 assert n not in text, f"{n!r} found in {f}"
 
 
+def test_pseudonymize_an_older_evaluation_re_pairs_with_pseudonyms(evaluated_cohort, tmp_path):
+    """A summary.json without series folders is re-paired; the pairing names its items (and
+    its log lines) by pseudonym, so the pages find their images and name no patient."""
+    import json
+    import shutil
+
+    old = tmp_path / "old-eval"
+    shutil.copytree(evaluated_cohort.evaluation, old)
+    summary = json.loads((old / "summary.json").read_text())
+    for info in summary["patients"]:
+        del info["series_folders"]
+    (old / "summary.json").write_text(json.dumps(summary))
+    result = build_report(old, tmp_path / "r", ReportConfig(pseudonymize=True), key="secret")
+    assert len(result.pages) == 2 and all(name.startswith("P-") for name in result.pages)
+    for page in result.pages.values():
+        html = page.read_text(encoding="utf-8")
+        assert "Images unavailable" not in html
+        assert not any(n in html for n in evaluated_cohort.identifiers if n)
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed")
 def test_pages_render_in_headless_browser(report, tmp_path):
