@@ -94,6 +94,22 @@ def _vr(tag: int) -> str | None:
         return None
 
 
+def _text_value(text: str, vr: str) -> Any:
+    """A text element's value: numbers for IS/DS, single values unwrapped; None when empty."""
+    if not text:
+        return None
+    if "\\" not in text:  # one value: the common case, no list round trip
+        return int(float(text)) if vr == "IS" else float(text) if vr == "DS" else text
+    parts = [p.strip(" \x00") for p in text.split("\\")]
+    if vr == "IS":
+        nums: list[Any] = [int(float(p)) for p in parts]
+    elif vr == "DS":
+        nums = [float(p) for p in parts]
+    else:
+        return parts[0] if len(parts) == 1 else parts
+    return nums[0] if len(nums) == 1 else nums
+
+
 def value(ds: Dataset, keyword: str) -> Any:
     """The value of ``keyword`` (None if absent, empty or unparseable); single values unwrapped."""
     tag = _tag(keyword)
@@ -113,19 +129,10 @@ def value(ds: Dataset, keyword: str) -> Any:
             order = "<" if elem.is_little_endian else ">"
             return list(struct.unpack_from(f"{order}{n}{_BINARY[vr]}", raw))
         if vr in _TEXT:
-            text = raw.decode("latin-1").strip(" \x00")
-            if not text:
+            try:
+                return _text_value(raw.decode("latin-1").strip(" \x00"), vr)
+            except ValueError:  # a number string that is not one (damaged file): unparseable
                 return None
-            if "\\" not in text:  # one value: the common case, no list round trip
-                return int(float(text)) if vr == "IS" else float(text) if vr == "DS" else text
-            parts = [p.strip(" \x00") for p in text.split("\\")]
-            if vr == "IS":
-                nums: list[Any] = [int(float(p)) for p in parts]
-            elif vr == "DS":
-                nums = [float(p) for p in parts]
-            else:
-                return parts[0] if len(parts) == 1 else parts
-            return nums[0] if len(nums) == 1 else nums
     with quiet():
         try:
             out = ds.get(keyword)
