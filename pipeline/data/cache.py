@@ -72,8 +72,10 @@ class PairStore:
         infos: list[PairInfo],
         arrays: list[tuple[np.ndarray, np.ndarray]] | None,
         paths: list[Path] | None,
+        target_file: str = "full.npy",
     ) -> None:
         self.infos = infos
+        self.target_file = target_file
         self._arrays = arrays
         self._paths = paths
         self._opened: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -92,7 +94,10 @@ class PairStore:
         return state
 
     def volumes(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(low, full) HU arrays (Z, Y, X) float32 of pair ``i`` (memmaps in disk mode)."""
+        """(low, full) HU arrays (Z, Y, X) float32 of pair ``i`` (memmaps in disk mode).
+
+        In disk mode the second array is read from ``target_file`` (``full.npy``, or a generated
+        set's ``expected_full.npy``: :mod:`pipeline.simulate.trainset`)."""
         if self._arrays is not None:
             return self._arrays[i]
         if os.getpid() != self._pid:
@@ -102,7 +107,7 @@ class PairStore:
             d = self._paths[i]
             self._opened[i] = (
                 np.load(d / "low.npy", mmap_mode="r"),
-                np.load(d / "full.npy", mmap_mode="r"),
+                np.load(d / self.target_file, mmap_mode="r"),
             )
         return self._opened[i]
 

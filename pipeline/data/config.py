@@ -11,7 +11,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from torch.utils.data import DataLoader
@@ -34,6 +34,12 @@ class DataConfig(StrictModel):
         None,
         description="generated training set (python -m pipeline.simulate.trainset), instead of "
         "root/manifest; its train/val entries are the splits",
+    )
+    simulated_target: Literal["full", "expected_full"] = Field(
+        "full",
+        description="training target of a generated set: the simulated full dose, or its "
+        "expectation given the low dose (same optimum, none of the full dose's unpredictable "
+        "noise; pipeline.simulate.trainset). Validation always scores against the full dose",
     )
     splits_file: Path | None = Field(None, description="split manifest (ldct dataset split)")
     strict_pairing: bool = Field(
@@ -179,14 +185,15 @@ def _simulated_loaders(cfg: DataConfig, seed: int) -> DataLoaders:
     by_split, splits, _ = simulated_pairs(cfg.simulated)
     if not by_split["train"]:
         raise ConfigError(f"the generated set {cfg.simulated} has no training entries")
-    train = _train_loader(simulated_store(by_split["train"]), cfg, seed)
+    train = _train_loader(simulated_store(by_split["train"], cfg.simulated_target), cfg, seed)
     val = None
     if by_split["val"]:
         val = _val_loader(simulated_store(by_split["val"]), cfg)
     log.info(
-        "data: generated set %s, %d train / %d val entries",
+        "data: generated set %s, %d train / %d val entries, training target %s",
         cfg.simulated,
         len(by_split["train"]),
         len(by_split["val"]),
+        cfg.simulated_target,
     )
     return DataLoaders(train=train, val=val, splits=splits, pairs=by_split)

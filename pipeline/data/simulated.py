@@ -45,8 +45,13 @@ def simulated_pairs(root: str | Path) -> tuple[dict[str, list[PairSpec]], Splits
     return by_split, splits, index
 
 
-def simulated_store(specs: list[PairSpec]) -> PairStore:
-    """A memmap :class:`PairStore` over generated entries (DatasetError for a broken entry)."""
+def simulated_store(specs: list[PairSpec], target: str = "full") -> PairStore:
+    """A memmap :class:`PairStore` over generated entries (DatasetError for a broken entry).
+
+    ``target``: ``"full"`` (the simulated full dose) or ``"expected_full"`` (its expectation
+    given the low dose, without the full dose's unpredictable noise; the generator's
+    ``expected_full.npy``, :mod:`pipeline.simulate.trainset`)."""
+    target_file = f"{target}.npy"
     infos: list[PairInfo] = []
     paths: list[Path] = []
     for s in specs:
@@ -54,8 +59,14 @@ def simulated_store(specs: list[PairSpec]) -> PairStore:
         info = _read_entry_info(d)
         if info is None:
             raise DatasetError("generated training entry is incomplete or unreadable", path=d)
+        if not (d / target_file).is_file():
+            raise DatasetError(
+                f"generated training entry has no {target_file} (add it with `python -m "
+                "pipeline.simulate.trainset SET --add-expected-full`)",
+                path=d,
+            )
         infos.append(info)
         paths.append(d)
     if not infos:
         raise DatasetError("no generated training entries")
-    return PairStore(infos, None, paths)
+    return PairStore(infos, None, paths, target_file=target_file)

@@ -54,6 +54,24 @@ def register_all(register_model: Callable[[ModelSpec], ModelSpec]) -> None:
     )
     register_model(
         ModelSpec(
+            "unet-nn",
+            EdgeUNet,
+            "Sobel edges + MONAI BasicUNet on the image in units of its own estimated noise SD "
+            "(blind: one net for every dose and kernel), bilinear upsampling, BN, residual",
+            preset={"noise_norm": True},
+        )
+    )
+    register_model(
+        ModelSpec(
+            "unet-nn-s",
+            EdgeUNet,
+            "unet-nn with features 8-16-32-64-128 (1/4 of its FLOPs): Sobel edges + MONAI "
+            "BasicUNet on the image in units of its own estimated noise SD, residual",
+            preset={"noise_norm": True, "features": (8, 16, 32, 64, 128, 8)},
+        )
+    )
+    register_model(
+        ModelSpec(
             "unet-deconv",
             EdgeUNet,
             "ARTIFACT-PRONE on purpose: unet with stride-2 transposed-conv upsampling "

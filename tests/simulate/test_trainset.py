@@ -22,11 +22,16 @@ from pipeline.simulate.projector import (
 )
 from pipeline.simulate.structures import SOURCES, render
 from pipeline.simulate.trainset import (
+    EXPECTED_FULL_NAME,
     TrainSetSpec,
+    add_expected_full,
     entry_seed,
     envelope,
+    expected_full,
     make_entry,
+    noiseless_recon,
     read_trainset,
+    render_entry,
     simulate_slices,
     write_trainset,
 )
@@ -101,11 +106,11 @@ def test_entries_are_deterministic_and_splits_use_disjoint_seeds() -> None:
     seeds = {entry_seed(spec, s, i) for s in ("train", "val") for i in range(3)}
     assert len(seeds) == 6
     a, b = make_entry(spec, "train", 1), make_entry(spec, "train", 1)
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
-    assert a[2] == b[2]
+    for k in range(3):
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a[3] == b[3]
     lo, hi = spec.dose
-    assert lo <= a[2]["dose"] <= hi and a[2]["kernel"] in spec.kernels
+    assert lo <= a[3]["dose"] <= hi and a[3]["kernel"] in spec.kernels
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -164,8 +169,16 @@ def test_envelope_follows_the_shared_schema(small_set: tuple[Path, TrainSetSpec]
         round(min(e["dose"] for e in train), 4),
         round(max(e["dose"] for e in train), 4),
     )
-    assert set(env.kernels) == {e["kernel"] for e in train}
-    assert env.matrix == (32,) and env.source == "simulated"
+    # FBP filter names are not vendor kernel names, and a patch-trained fully convolutional
+    # net has no special matrix: neither limits the guardrail, both are kept for the card
+    assert env.kernels == () and env.matrix == () and env.source == "simulated"
+    assert set(env.extra["fbp_filters"]) == {e["kernel"] for e in train}
+    assert env.extra["train_matrix"] == [32]
+    from pipeline.models.envelope import SeriesFacts
+
+    px = env.pixel_spacing_mm[0]
+    real_512 = SeriesFacts(pixel_spacing_mm=(px, px), matrix=(512, 512), kernel="B30f")
+    assert env.check(real_512) == []  # a real 512^2 series inside the ranges is not flagged
 
 
 def test_loaders_read_the_generated_set(small_set: tuple[Path, TrainSetSpec]) -> None:
@@ -196,3 +209,67 @@ def test_missing_set_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "trainset.json").write_text(json.dumps({"spec": {}, "entries": []}))
     with pytest.raises(DatasetError, match="no generated training set"):
         build_loaders(DataConfig(simulated=tmp_path), seed=0)
+
+
+def test_expected_full_regression_recovers_the_shared_noise_fraction() -> None:
+    """Synthetic oracle: n_low = n_full + n_extra (independent), so beta = var_full / var_low."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(-100, 100, (4, 64, 64))
+    n_full = rng.normal(0, 6.0, base.shape)
+    n_low = n_full + rng.normal(0, 12.0, base.shape)
+    full, low = base + n_full, base + n_low
+    low[0, :4, :4] += 3000.0  # a streak both doses share (photon starvation): not linear
+    full[0, :4, :4] += 2500.0
+    target, beta, linear = expected_full(base, full, low)
+    assert beta == pytest.approx(36.0 / 180.0, abs=0.01)
+    assert 0.99 < linear < 1.0
+    lin = np.ones(base.shape, bool)
+    lin[0, :4, :4] = False
+    np.testing.assert_allclose(target[lin], (base + beta * n_low)[lin], atol=1e-3)
+    np.testing.assert_array_equal(target[~lin], full[~lin].astype(np.float32))  # the full dose
+    # the target keeps the full dose's expectation: its residual to the full dose is
+    # uncorrelated with the low dose's noise
+    r = (base + n_full - target)[lin]
+    assert abs(np.corrcoef(r, n_low[lin])[0, 1]) < 0.02
+
+
+def test_generated_entry_beta_is_the_dose_fraction() -> None:
+    """Binomial thinning: the full-dose noise is the dose fraction of the low-dose noise."""
+    spec = TrainSetSpec(size=64, slices=2, train_entries=1, val_entries=0, electronic_sd=(0, 0))
+    full, low, target, record = make_entry(spec, "train", 0)
+    assert record["beta"] == pytest.approx(record["dose"], abs=0.05 + 0.1 * record["dose"])
+    clean, pixel, params, _ = render_entry(spec, "train", 0)
+    r0 = noiseless_recon(clean, pixel, params)
+    # the noiseless reconstruction is what both doses scatter around
+    assert abs(float(np.mean(full - r0))) < 1.0 and abs(float(np.mean(low - r0))) < 2.0
+    # the target is less noisy than the full dose (it has none of its unpredictable part)
+    assert float(np.std(target - r0)) < float(np.std(full - r0))
+
+
+def test_expected_target_is_backfilled_and_read_by_the_loader(
+    small_set: tuple[Path, TrainSetSpec],
+) -> None:
+    from pipeline.data.config import DataConfig, build_loaders
+
+    out, _ = small_set
+    index = json.loads((out / "trainset.json").read_text())
+    made = {e["name"]: (e["beta"], e["linear_fraction"]) for e in index["entries"]}
+    for e in index["entries"]:  # as made by a version without the target
+        (out / e["name"] / EXPECTED_FULL_NAME).unlink()
+        del e["beta"], e["linear_fraction"]
+    (out / "trainset.json").write_text(json.dumps(index))
+    with pytest.raises(DatasetError, match="add-expected-full"):
+        build_loaders(DataConfig(simulated=out, simulated_target="expected_full"), seed=0)
+    again = add_expected_full(out)
+    assert {e["name"]: (e["beta"], e["linear_fraction"]) for e in again["entries"]} == made
+    cfg = DataConfig(
+        simulated=out, simulated_target="expected_full", patch_size=16, batch_size=2, num_workers=0
+    )
+    loaders = build_loaders(cfg, seed=0)
+    assert loaders.train.dataset.store.target_file == EXPECTED_FULL_NAME  # type: ignore[attr-defined]
+    assert loaders.val is not None
+    item = next(iter(loaders.val))  # validation scores against the real full dose
+    from pipeline.data.intensity import hu_to_model
+
+    full = np.load(out / "val-00000" / "full.npy")
+    np.testing.assert_allclose(item["full"][0, 0].numpy(), hu_to_model(full[0]), rtol=1e-6)
