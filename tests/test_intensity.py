@@ -122,3 +122,20 @@ def test_every_profile_window_is_a_registry_entry() -> None:
     named = [*ReportConfig().panel_windows, *PerceptualConfig().windows, LossConfig().ssim_window]
     for name in named:
         assert get_window(name) is WINDOWS[name]
+
+
+def test_conventions_doc_lists_the_window_registry() -> None:
+    """docs/conventions.md's window table is the registry (names, width/level, range)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "conventions.md").read_text("utf-8")
+    rows = re.findall(
+        r"^\| (`[^|]+`) \| ([-\d.]+) / ([-\d.]+) \| \[([-\d.]+), ([-\d.]+)\]", doc, re.M
+    )
+    documented = {}
+    for names, width, level, lo, hi in rows:
+        for name in re.findall(r"`(\w+)`", names):
+            documented[name] = (float(width), float(level), float(lo), float(hi))
+    registry = {n: (w.width_hu, w.level_hu, w.lo_hu, w.hi_hu) for n, w in WINDOWS.items()}
+    assert documented == registry
