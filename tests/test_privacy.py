@@ -426,6 +426,9 @@ def test_without_pseudonymize_identifiers_are_shown(pseudonymised_qa, tmp_path) 
     ids, texts, blobs = _fields_of(out / "report" / "index.html")
     assert _leaks({"1", "12"}, set(), ids, texts, blobs) == {"1", "12"}
     assert _stream_leaks(proc.stderr, {"12"}, set()) == {"12"}  # "12: no denoised series"
+    # PatientName, birth date and accession are never written, pseudonymised or not
+    never = {v for _, name, birth, acc, _ in PATIENTS for v in (name, birth, acc) if len(v) > 4}
+    assert not _leaks_under(out, never, {"stderr": proc.stderr, "stdout": proc.stdout})
 
 
 def test_recorded_command_never_holds_the_key_and_withholds_paths() -> None:
