@@ -150,6 +150,9 @@ def test_baselines_are_evaluated_like_the_denoised_series_and_shown(
     assert "den_grid" in set(qa["role"])
     summary = json.loads((ev / "summary.json").read_text())
     assert list(summary["inputs"]["baselines"]) == ["den_grid"]
+    for info in summary["patients"]:  # the report finds the baseline series by its folder
+        (folder,) = info["series_folders"]["den_grid"]["folders"]
+        assert Path(folder).parent == cohort["grid"].resolve()
     index = (out / "report" / "index.html").read_text()
     assert "PSNR den_grid [dB]" in index and "SSIM den_grid" in index
     page = next((out / "report" / "patients").glob("*.html")).read_text()
