@@ -1,7 +1,8 @@
 """Candidate denoisers compared: validation quality after equal short training, speed, size.
 
 Quality comes from training runs made beforehand on the generated training set with the same
-config except the model (``ldct train --config configs/train_default.yaml --set model.name=...``);
+config except the model (``ldct train --config configs/train_candidate_unet.yaml
+--set model.name=...``);
 their last validation row (``metrics.csv``: PSNR/SSIM of input and output on the generator's own
 validation entries, never held-out data) is read. Speed: best-of-``reps`` wall time of one
 512x512 fp32 slice (eager NCHW, and the inference path of ``prepare_for_inference``), on

@@ -1,7 +1,8 @@
 """Held-out benchmark: a model checkpoint vs BM3D vs NLM on CT no model has seen, in one run.
 
 Run: ``.venv/bin/python benchmarks/bench_heldout.py [--checkpoint CKPT] [--quick] [--avx2]
-[--phantoms N] [--real NAME ...] [--no-bm3d] [--cache DIR | --no-cache] [--out results.json]``
+[--phantoms N] [--real NAME ...] [--dose D] [--no-bm3d] [--cache DIR | --no-cache]
+[--out results.json]``
 (``--markdown results.json`` prints the docs tables of a finished run).
 
 The held-out set (:mod:`pipeline.simulate.heldout`, never for training or model selection):
@@ -107,13 +108,16 @@ def version(pkg: str) -> str:
 
 # -- the held-out set (optionally cached: building the real part costs ~30 s per 512^2 slice) --
 def build_set(
-    n_phantoms: int, real_names: tuple[str, ...], cache: Path | None
+    n_phantoms: int, real_names: tuple[str, ...], cache: Path | None, dose: float = 0.25
 ) -> tuple[list[list[H.HeldoutSlice]], list[H.HeldoutSlice], list[str], float]:
     """Phantom pairs (two noise realisations each), real pairs, missing real files, build s."""
     sim = Path(H.__file__).parent
     sources = b"".join((sim / f"{m}.py").read_bytes() for m in SET_SOURCES)
     key = hashlib.sha256(
-        json.dumps([n_phantoms, list(real_names), H.HELDOUT_FILTER, H.HELDOUT_VIEWS]).encode()
+        json.dumps(
+            [n_phantoms, list(real_names), H.HELDOUT_FILTER, H.HELDOUT_VIEWS]
+            + ([] if dose == 0.25 else [dose])  # quarter dose keeps the keys of earlier caches
+        ).encode()
         + sources  # any change to the simulator or the held-out builders rebuilds the set
     ).hexdigest()[:16]
     path = cache / f"heldout-{key}.npz" if cache else None
@@ -143,10 +147,10 @@ def build_set(
             ]
             print(f"held-out set loaded from {path}")
             return ph, real, meta["missing"], time.perf_counter() - t0
-    first = H.phantom_pairs(n_phantoms)
-    second = H.phantom_pairs(n_phantoms, noise_seed=H.HELDOUT_SEED_BASE + 50_000)
+    first = H.phantom_pairs(n_phantoms, dose=dose)
+    second = H.phantom_pairs(n_phantoms, dose=dose, noise_seed=H.HELDOUT_SEED_BASE + 50_000)
     ph = [[a, b] for a, b in zip(first, second, strict=True)]
-    real, missing = H.real_pairs(real_names)
+    real, missing = H.real_pairs(real_names, dose=dose)
     build_s = time.perf_counter() - t0
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -439,6 +443,9 @@ def main() -> int:
     ap.add_argument("--real", nargs="*", default=None, help="real test files (part b)")
     ap.add_argument("--no-bm3d", action="store_true", help="skip BM3D (slow: ~10-60 s a slice)")
     ap.add_argument(
+        "--dose", type=float, default=0.25, help="simulated dose fraction (default quarter dose)"
+    )
+    ap.add_argument(
         "--cache",
         type=Path,
         default=default_cache(),
@@ -480,9 +487,12 @@ def main() -> int:
         f"model: {info['model']['name']} {info['model']['checkpoint']} "
         f"(weights sha256 {info['model']['weights_sha256'][:12]}, fp32)"
     )
-    ph, real, missing, build_s = build_set(n_ph, names, None if args.no_cache else args.cache)
+    ph, real, missing, build_s = build_set(
+        n_ph, names, None if args.no_cache else args.cache, args.dose
+    )
     print(
-        f"held-out set: {len(ph)} phantoms x 2 realisations (256^2, {H.HELDOUT_FILTER} FBP, "
+        f"held-out set at dose {args.dose:g}: {len(ph)} phantoms x 2 realisations (256^2, "
+        f"{H.HELDOUT_FILTER} FBP, "
         f"{H.HELDOUT_VIEWS} views), {len(real)} real slices; built in {build_s:.0f} s"
         + (f"; not found: {', '.join(missing)}" if missing else "")
     )
@@ -491,14 +501,14 @@ def main() -> int:
     real_rows = [score_real(s, methods) for s in real]
     if ph_rows:
         print_part(
-            "(a) held-out phantoms 256^2 (quarter dose, vs full dose, redcnn profile)",
+            f"(a) held-out phantoms 256^2 (dose {args.dose:g}, vs full dose, redcnn profile)",
             ph_rows,
             labels,
             True,
         )
     if real_rows:
         print_part(
-            "(b) real CT (pydicom / pydicom-data), quarter dose by noise insertion",
+            f"(b) real CT (pydicom / pydicom-data), dose {args.dose:g} by noise insertion",
             real_rows,
             labels,
             False,
@@ -542,9 +552,9 @@ def main() -> int:
                 "pixel_mm": H.HELDOUT_PIXEL_MM,
                 "filter": H.HELDOUT_FILTER,
                 "n_views": H.HELDOUT_VIEWS,
-                "dose": 0.25,
+                "dose": args.dose,
             },
-            "real": {"files": [s.name for s in real], "missing": missing, "dose": 0.25},
+            "real": {"files": [s.name for s in real], "missing": missing, "dose": args.dose},
             "build_s": build_s,
         },
         "phantom": {"slices": ph_rows, "mean": mean_of(ph_rows) if ph_rows else {}},

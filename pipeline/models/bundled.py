@@ -1,8 +1,9 @@
-"""The bundled demo model: a small checkpoint shipped in ``pipeline/assets`` with its SHA-256.
+"""The bundled model: a small checkpoint shipped in ``pipeline/assets`` with its SHA-256.
 
-It was trained by ``ldct train --config configs/train_demo.yaml`` on simulated quarter-dose
-data (see ``docs/model-card.md``): a demo and a starting point, not for clinical use. It lives in
-``models`` (not ``train``) because inference loads it and must not import the training stage.
+A ``unet-nn-s`` (MONAI BasicUNet + Sobel edge layer, blind) trained by ``ldct train --config
+configs/train_default.yaml`` on the project's generated training set (see
+``docs/model-card.md``): ``ldct denoise``'s default, a starting point, not for clinical use. It
+lives in ``models`` (not ``train``) because inference loads it and must not import training.
 """
 
 from __future__ import annotations

@@ -23,8 +23,10 @@ from pipeline.errors import ConfigError
 from pipeline.models import _builtin
 from pipeline.models.spec import ModelSpec
 
-#: The model trained and used for denoising when a config names none (see docs/models.md).
+#: The model a training config gets when it names none (the reference method; docs/models.md).
 DEFAULT_MODEL = "drle"
+#: The network of the bundled checkpoint, ``ldct denoise``'s default (a test keeps them equal).
+BUNDLED_MODEL = "unet-nn-s"
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,9 @@ class ModelInfo:
     description: str
     n_params: int
     gflops_512: float
-    default: bool
+    default: bool  # the training default (ModelConfig's name when a config names none)
     transposed_conv: bool
+    bundled: bool = False  # the network of the bundled checkpoint (ldct denoise's default)
 
 
 class ModelConfig(StrictModel):
@@ -138,6 +141,7 @@ def _list_models_cached(size: int, names: tuple[str, ...]) -> tuple[ModelInfo, .
                 gflops_512=gflops_per_slice(model, size),
                 default=name == DEFAULT_MODEL,
                 transposed_conv=spec.transposed_conv,
+                bundled=name == BUNDLED_MODEL,
             )
         )
     return tuple(out)

@@ -94,7 +94,12 @@ def test_every_registered_model_builds_and_lists() -> None:
 
 def test_cli_models_list_and_info(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     r = run_cli("models")
-    assert r.exit_code == 0 and "drle" in r.stdout and "[default]" in r.stdout
+    assert r.exit_code == 0 and "drle" in r.stdout and "[training default]" in r.stdout
+    (line,) = [ln for ln in r.stdout.splitlines() if "[bundled" in ln]
+    from pipeline.models.bundled import bundled_model_path
+    from pipeline.models.checkpoint import load_checkpoint
+
+    assert line.split()[0] == load_checkpoint(bundled_model_path()).model_cfg["name"]
     r = run_cli("models", "list", "--json")
     assert r.exit_code == 0
     assert {d["name"] for d in json.loads(r.stdout)} == set(model_names())

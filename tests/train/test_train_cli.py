@@ -171,3 +171,19 @@ def test_config_files_in_repo_validate() -> None:
         cfg = load_train_config(root / name)
         assert cfg.model.name == "drle"
         json.dumps(cfg.model_dump(mode="json"))
+
+
+def test_every_training_config_in_repo_validates_and_builds_its_model() -> None:
+    """Every variant has its config (issue 15): each must parse and name a buildable model."""
+    from pipeline.models.registry import build_model
+    from pipeline.train.config import load_train_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    names = sorted(p.name for p in root.glob("train_*.yaml"))
+    assert {"train_default.yaml", "train_ablation_perceptual.yaml"} <= set(names)
+    for name in names:
+        cfg = load_train_config(root / name)
+        build_model(cfg.model.name, **cfg.model.params)
+    default = load_train_config(root / "train_default.yaml")
+    assert default.model.name == "unet-nn-s"
+    assert default.data.simulated_target == "expected_full"

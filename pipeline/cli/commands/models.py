@@ -29,7 +29,9 @@ def _list(as_json: bool) -> None:
         return
     typer.echo(f"{'name':<12} {'params':>10} {'GFLOP/512²':>11}  description")
     for i in infos:
-        mark = " [default]" if i.default else ""
+        mark = (" [bundled: ldct denoise's default]" if i.bundled else "") + (
+            " [training default]" if i.default else ""
+        )
         typer.echo(f"{i.name:<12} {i.n_params:>10,} {i.gflops_512:>11.1f}  {i.description}{mark}")
 
 
