@@ -269,7 +269,7 @@ def test_expected_target_is_backfilled_and_read_by_the_loader(
     assert loaders.train.dataset.store.target_file == EXPECTED_FULL_NAME  # type: ignore[attr-defined]
     assert loaders.val is not None
     item = next(iter(loaders.val))  # validation scores against the real full dose
-    from pipeline.data.intensity import hu_to_model
+    from pipeline.intensity import hu_to_model
 
     full = np.load(out / "val-00000" / "full.npy")
     np.testing.assert_allclose(item["full"][0, 0].numpy(), hu_to_model(full[0]), rtol=1e-6)
