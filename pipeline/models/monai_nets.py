@@ -28,11 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import ConfigError
+from pipeline.intensity import hu_to_model
 from pipeline.models.sobel import SobelEdges
 from pipeline.utils.shapes import check_shape
 
@@ -40,7 +42,7 @@ UPSAMPLE_MODES = ("nontrainable", "pixelshuffle", "deconv")
 _DIVISOR = 16  # BasicUNet pools four times
 _MAD_TO_SD = 0.6745  # median(|N(0, 1)|)
 _SD_FLOOR = 1e-5  # model units (0.04 HU): a noise-free input keeps a finite scale
-_WATER = 1024.0 / 4095.0  # 0 HU in the model range [-1024, 3071] -> [0, 1]
+_WATER = float(hu_to_model(np.zeros(())))  # 0 HU in the model range [0, 1]
 
 
 def estimate_noise_sd(x: torch.Tensor) -> torch.Tensor:

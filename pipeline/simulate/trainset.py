@@ -18,17 +18,12 @@ per entry with ``low.npy``, ``full.npy``, ``info.json``) plus ``out/trainset.jso
 entry's draw and seed, generation times), so ``data.simulated: out`` in a training config reads
 it directly. Generation is resumable (finished entries are skipped) and can be bounded in time.
 
-The expected full-dose target (``expected_full.npy``, ``data.simulated_target: expected_full``):
-training against the noisy full dose makes MSE converge to ``E[full | low]``, but every step
-also fits the full dose's own noise realisation, which no network can predict. Because the two
-doses share photons, the full-dose noise is (nearly) the part ``beta`` of the low-dose noise:
-``n_full = beta * n_low + r`` with ``r`` uncorrelated to ``n_low`` and ``beta = cov(n_full, n_low) /
-var(n_low)`` (the dose fraction for pure Poisson thinning). So
-``noiseless + beta * (low - noiseless)`` (``noiseless``: FBP of the noise-free sinogram) has
-the same expectation given the low dose as the full dose, and
-none of the variance ``r`` that only slows training. It needs the noise-free image, which the
-generator has; ``beta`` is measured per entry and recorded in the index. Validation always
-scores against the real (noisy) full dose.
+The expected full-dose target (``expected_full.npy``, ``data.simulated_target: expected_full``,
+:mod:`pipeline.simulate.target`): ``noiseless + beta * (low - noiseless)``, the full dose's
+expectation given the low dose without its unpredictable noise. ``noiseless`` (FBP of the
+noise-free sinogram) is reconstructed in the same batch as the two doses; ``beta`` and the linear
+fraction are recorded per entry in the index. Validation always scores against the real (noisy)
+full dose.
 """
 
 from __future__ import annotations
@@ -51,6 +46,7 @@ from pipeline.simulate.matrices import sim_threads
 from pipeline.simulate.noise import _log_measure, calibrate_noise, thin_counts
 from pipeline.simulate.projector import FilterName, back_project, forward_project, ramp_filter
 from pipeline.simulate.structures import SOURCES, render
+from pipeline.simulate.target import expected_full
 from pipeline.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -134,6 +130,14 @@ def simulate_slices(
     clean_hu: np.ndarray, pixel_mm: float, params: dict[str, Any], seed: int
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(full, low, I0) HU (K, N, N) float32 for clean slices on the pixel-unit geometry."""
+    full, low, _, i0 = _simulate(clean_hu, pixel_mm, params, seed)
+    return full, low, i0
+
+
+def _simulate(
+    clean_hu: np.ndarray, pixel_mm: float, params: dict[str, Any], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(full, low, noiseless, I0): one projection, the three sinograms in one FBP batch."""
     k, n, _ = clean_hu.shape
     unit = ParallelGeometry.for_image(n, 1.0)
     phys = ParallelGeometry(n, pixel_mm, unit.n_views, unit.n_det, pixel_mm)
@@ -145,18 +149,24 @@ def simulate_slices(
         cutoff=params["cutoff"],
     )
     gen = torch.Generator().manual_seed(seed)
-    line = forward_project(hu_to_mu(clean_hu), unit) * pixel_mm
+    line = _line_integrals(clean_hu, pixel_mm, unit)
     photons = torch.poisson(model.i0 * torch.exp(-line.double()), generator=gen)
     low = thin_counts(photons, params["dose"], gen)
-    sino = torch.cat(
-        (
-            _log_measure(photons, model, 1.0, gen),
-            _log_measure(low, model, params["dose"], gen),
-        )
-    )
+    p_full = _log_measure(photons, model, 1.0, gen)
+    p_low = _log_measure(low, model, params["dose"], gen)
+    hu = _reconstruct(torch.cat((p_full, p_low, line.to(p_full.dtype))), pixel_mm, unit, params)
+    return hu[:k], hu[k : 2 * k], hu[2 * k :], float(model.i0)
+
+
+def _line_integrals(clean_hu: np.ndarray, pixel_mm: float, unit: ParallelGeometry) -> torch.Tensor:
+    return forward_project(hu_to_mu(clean_hu), unit) * pixel_mm
+
+
+def _reconstruct(
+    sino: torch.Tensor, pixel_mm: float, unit: ParallelGeometry, params: dict[str, Any]
+) -> np.ndarray:
     q = ramp_filter(sino, unit, params["kernel"], params["cutoff"])
-    hu = mu_to_hu(back_project(q, unit) / pixel_mm).numpy()
-    return hu[:k], hu[k:], float(model.i0)
+    return mu_to_hu(back_project(q, unit) / pixel_mm).numpy()
 
 
 def _write_entry(d: Path, name: str, full: np.ndarray, low: np.ndarray, slice_mm: float) -> None:
@@ -186,50 +196,12 @@ def render_entry(spec: TrainSetSpec, split: str, i: int) -> tuple[np.ndarray, fl
 def noiseless_recon(clean_hu: np.ndarray, pixel_mm: float, params: dict[str, Any]) -> np.ndarray:
     """The full dose's limit at infinite dose: FBP of the noise-free sinogram (K, N, N) HU.
 
-    Same geometry and kernel as :func:`simulate_slices`; it differs from ``clean_hu`` by the
-    reconstruction's own blur and discretisation, which both doses share.
+    Same geometry and kernel as :func:`simulate_slices` (which makes it in the same batch for new
+    entries); it differs from ``clean_hu`` by the reconstruction's own blur and discretisation,
+    which both doses share.
     """
-    n = clean_hu.shape[-1]
-    unit = ParallelGeometry.for_image(n, 1.0)
-    line = forward_project(hu_to_mu(clean_hu), unit) * pixel_mm
-    q = ramp_filter(line, unit, params["kernel"], params["cutoff"])
-    return mu_to_hu(back_project(q, unit) / pixel_mm).numpy()
-
-
-#: noise beyond this many robust SDs is outside the linear (Gaussian) regime: photon-starvation
-#: streaks that both doses share, where the full dose itself is the target
-LINEAR_LIMIT_SD = 5.0
-
-
-def _robust_sd(v: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(v)))
-
-
-def expected_full(
-    noiseless: np.ndarray, full: np.ndarray, low: np.ndarray
-) -> tuple[np.ndarray, float, float]:
-    """The full dose's expectation given the low dose: (target, beta, linear fraction).
-
-    ``noiseless`` is :func:`noiseless_recon`. Where both noises are within
-    :data:`LINEAR_LIMIT_SD` robust SDs (the linear regime), the target is
-    ``noiseless + beta * (low - noiseless)`` with ``beta`` the least-squares regression of the
-    full-dose noise on the low-dose noise over those pixels (module docstring); elsewhere
-    (streaks from photon starvation, which the doses share nonlinearly) it is the full dose
-    itself, so the target is never less faithful than the full dose. For binomial thinning
-    ``beta`` is the dose fraction (measured: 0.057 at dose 0.059, 0.192 at 0.194, 0.469 at
-    0.471, electronic noise 2.6-9.2 counts).
-    """
-    c = noiseless.astype(np.float64)
-    n_low = low.astype(np.float64) - c
-    n_full = full.astype(np.float64) - c
-    lin = (np.abs(n_low) <= LINEAR_LIMIT_SD * _robust_sd(n_low)) & (
-        np.abs(n_full) <= LINEAR_LIMIT_SD * _robust_sd(n_full)
-    )
-    denom = float(np.sum(n_low[lin] ** 2))
-    beta = float(np.sum(n_full[lin] * n_low[lin]) / denom) if denom > 0 else 0.0
-    beta = min(max(beta, 0.0), 1.0)
-    target = np.where(lin, c + beta * n_low, full.astype(np.float64))
-    return target.astype(np.float32), beta, float(lin.mean())
+    unit = ParallelGeometry.for_image(clean_hu.shape[-1], 1.0)
+    return _reconstruct(_line_integrals(clean_hu, pixel_mm, unit), pixel_mm, unit, params)
 
 
 EXPECTED_FULL_NAME = "expected_full.npy"
@@ -240,8 +212,8 @@ def make_entry(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Render and simulate entry ``i`` of ``split``: (full, low, expected full, record)."""
     clean, pixel, params, seed = render_entry(spec, split, i)
-    full, low, i0 = simulate_slices(clean, pixel, params, seed)
-    target, beta, linear = expected_full(noiseless_recon(clean, pixel, params), full, low)
+    full, low, noiseless, i0 = _simulate(clean, pixel, params, seed)
+    target, beta, linear = expected_full(noiseless, full, low)
     record = {"name": entry_name(split, i), "split": split, "seed": seed, "pixel_mm": pixel}
     record.update(params, i0=i0, beta=round(beta, 5), linear_fraction=round(linear, 5))
     return full, low, target, record

@@ -21,13 +21,13 @@ from pipeline.simulate.projector import (
     ramp_filter,
 )
 from pipeline.simulate.structures import SOURCES, render
+from pipeline.simulate.target import expected_full
 from pipeline.simulate.trainset import (
     EXPECTED_FULL_NAME,
     TrainSetSpec,
     add_expected_full,
     entry_seed,
     envelope,
-    expected_full,
     make_entry,
     noiseless_recon,
     read_trainset,
@@ -238,8 +238,12 @@ def test_generated_entry_beta_is_the_dose_fraction() -> None:
     spec = TrainSetSpec(size=64, slices=2, train_entries=1, val_entries=0, electronic_sd=(0, 0))
     full, low, target, record = make_entry(spec, "train", 0)
     assert record["beta"] == pytest.approx(record["dose"], abs=0.05 + 0.1 * record["dose"])
-    clean, pixel, params, _ = render_entry(spec, "train", 0)
+    clean, pixel, params, seed = render_entry(spec, "train", 0)
     r0 = noiseless_recon(clean, pixel, params)
+    # the noiseless FBP made in the entry's own batch is the one the backfill reconstructs
+    from pipeline.simulate.trainset import _simulate
+
+    np.testing.assert_array_equal(_simulate(clean, pixel, params, seed)[2], r0)
     # the noiseless reconstruction is what both doses scatter around
     assert abs(float(np.mean(full - r0))) < 1.0 and abs(float(np.mean(low - r0))) < 2.0
     # the target is less noisy than the full dose (it has none of its unpredictable part)
