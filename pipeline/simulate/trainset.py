@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 
 from pipeline import __version__
-from pipeline.errors import SimulationError
+from pipeline.errors import ExitCode, SimulationError
 from pipeline.simulate.geometry import ParallelGeometry, hu_to_mu, mu_to_hu
 from pipeline.simulate.matrices import sim_threads
 from pipeline.simulate.noise import _log_measure, calibrate_noise, thin_counts
@@ -391,6 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        return _run(args)
+    except SimulationError as exc:  # a missing or foreign set: one line naming it, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.INPUT
+
+
+def _run(args: Any) -> int:
     if args.add_expected_full:
         index = add_expected_full(args.out)
         betas = [e["beta"] for e in index["entries"]]

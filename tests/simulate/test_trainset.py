@@ -277,3 +277,13 @@ def test_expected_target_is_backfilled_and_read_by_the_loader(
 
     full = np.load(out / "val-00000" / "full.npy")
     np.testing.assert_allclose(item["full"][0, 0].numpy(), hu_to_model(full[0]), rtol=1e-6)
+
+
+def test_module_command_names_a_missing_set_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.simulate.trainset import main
+
+    assert main([str(tmp_path / "nowhere"), "--add-expected-full"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "trainset.json" in err and "Traceback" not in err
