@@ -80,26 +80,49 @@ def data_manifest_hash(
 def init_from_checkpoint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     """Copy the weights of ``cfg.init_weights`` into ``model``; returns what was loaded.
 
-    The checkpoint must hold the same model (name and resolved parameters): ConfigError if not.
+    The checkpoint must hold the same registered model with weights of the same names and shapes.
+    Other parameters may differ when every checkpoint weight still fits (e.g. switching on
+    ``lowcut_sigma``, or adding a zero-initialised ``head_features`` head, whose weights then
+    start fresh): the changes and the fresh tensors are logged and recorded. ConfigError when a
+    weight does not fit or has no place in the new model.
     """
     from pipeline.models.checkpoint import load_checkpoint
     from pipeline.models.registry import resolve_params
 
     assert cfg.init_weights is not None
     ck = load_checkpoint(cfg.init_weights, expected_model=cfg.model.name)
+    src_name = str(ck.model_cfg["name"])
     want = json.loads(json.dumps(resolve_params(cfg.model.name, **cfg.model.params)))
-    name, params = ck.model_cfg["name"], ck.model_cfg["params"]
-    have = json.loads(json.dumps(resolve_params(name, **params)))
-    if want != have:
+    have = json.loads(json.dumps(resolve_params(src_name, **ck.model_cfg["params"])))
+    changed = {
+        k: [have.get(k), want.get(k)]
+        for k in sorted(set(want) | set(have))
+        if have.get(k) != want.get(k)
+    }
+    try:
+        res = model.load_state_dict(ck.model.state_dict(), strict=not changed)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
         raise ConfigError(
-            f"init_weights {cfg.init_weights}: model parameters {have} differ from the "
-            f"config's {want}"
+            f"init_weights {cfg.init_weights}: its weights do not fit the config's model "
+            f"(parameters changed: {changed}): {first}"
+        ) from None
+    fresh = list(res.missing_keys) if changed else []
+    if changed and res.unexpected_keys:
+        raise ConfigError(
+            f"init_weights {cfg.init_weights}: weights {res.unexpected_keys[:3]} have no place in "
+            f"the config's model (parameters changed: {changed})"
         )
-    model.load_state_dict(ck.model.state_dict())
+    if fresh:
+        log.info("init_weights: %d tensors start fresh (%s ...)", len(fresh), fresh[0])
+    if changed:
+        log.info("init_weights %s: parameters changed %s", cfg.init_weights, changed)
     return {
         "path": str(cfg.init_weights),
         "weights_sha256": ck.sha256,
         "step": (ck.meta.get("extra") or {}).get("step"),
+        "params_changed": changed,
+        "fresh": fresh,
     }
 
 

@@ -109,3 +109,86 @@ def test_noise_normalised_unet_is_the_identity_untrained_and_scales_with_the_noi
     assert y1.abs().max() > 0
     fast = prepare_for_inference(trained, torch.float32)
     torch.testing.assert_close(predict(fast, x, torch.float32), trained(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("shape", "sigma", "mode"),
+    [
+        ((40, 52), 0.7, "mirror"),
+        ((40, 52), 2.5, "mirror"),
+        ((40, 52), 8.0, "mirror"),
+        ((12, 9), 8.0, "nearest"),  # radius 24 > the image: edge replication
+        ((12, 30), 4.0, "nearest"),  # radius 12 == the height: edge replication
+    ],
+)
+def test_gaussian_lowpass_is_scipys_filter(shape: tuple[int, int], sigma: float, mode: str) -> None:
+    """Oracle: scipy.ndimage (mirror borders; edge replication when the image is too small)."""
+    from scipy.ndimage import gaussian_filter
+
+    from pipeline.models.monai_nets import gaussian_lowpass
+
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, *shape)))
+    got = gaussian_lowpass(x, sigma).numpy()
+    want = np.stack(
+        [
+            [gaussian_filter(x[b, c].numpy(), sigma, mode=mode, truncate=3.0) for c in range(3)]
+            for b in range(2)
+        ]
+    )
+    np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize("noise_norm", [False, True])
+def test_lowcut_leaves_a_constant_correction_out(noise_norm: bool) -> None:
+    """A network whose correction is a pure offset shifts mean HU; the low-cut removes it."""
+    feats = (4, 4, 8, 8, 8, 4)
+    x = 0.25 + 0.01 * torch.rand(1, 1, 48, 64)
+    for sigma, shifted in ((0.0, True), (4.0, False)):
+        m = EdgeUNet(features=feats, noise_norm=noise_norm, lowcut_sigma=sigma).eval()
+        with torch.no_grad():
+            m.unet.final_conv.bias.fill_(0.5)  # weights stay zero: correction == 0.5 (x sd)
+        with torch.inference_mode():
+            d = m(x) - x
+        if shifted:
+            assert float(d.abs().min()) > 1e-4
+        else:
+            torch.testing.assert_close(d, torch.zeros_like(d), atol=1e-6, rtol=0)
+
+
+def test_lowcut_keeps_fine_structure_and_validates() -> None:
+    """The guard removes only the correction's low-pass: a trained-like net still corrects."""
+    a = _trained_like(EdgeUNet(features=(4, 4, 8, 8, 8, 4)))
+    b = EdgeUNet(features=(4, 4, 8, 8, 8, 4), lowcut_sigma=3.0).eval()
+    b.load_state_dict(a.state_dict())  # the guard has no weights: old checkpoints load
+    x = torch.rand(1, 1, 64, 64)
+    with torch.inference_mode():
+        ca, cb = a(x) - x, b(x) - x
+    from pipeline.models.monai_nets import gaussian_lowpass
+
+    torch.testing.assert_close(cb, ca - gaussian_lowpass(ca, 3.0), atol=1e-5, rtol=1e-4)
+    assert float(cb.std()) > 0.1 * float(ca.std())
+    with pytest.raises(ConfigError, match="lowcut_sigma"):
+        EdgeUNet(lowcut_sigma=-1.0)
+    with pytest.raises(ConfigError, match="lowcut_sigma"):
+        EdgeUNet(lowcut_sigma=2.0, residual=False)
+
+
+def test_head_backbone_matches_monais_forward_and_starts_as_identity() -> None:
+    """The head path re-runs BasicUNet's forward to keep its last features: oracle MONAI's own."""
+    feats = (4, 4, 8, 8, 8, 4)
+    plain = _trained_like(EdgeUNet(features=feats, noise_norm=True))
+    headed = EdgeUNet(features=feats, noise_norm=True, head_features=6).eval()
+    missing = headed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("head.") for k in missing)
+    x = 0.25 + 0.01 * torch.rand(2, 1, 40, 56)
+    with torch.inference_mode():
+        torch.testing.assert_close(headed(x), plain(x))  # zero-initialised head adds nothing
+    with torch.no_grad():
+        headed.head[-1].weight.normal_(0, 0.1)  # type: ignore[index]
+    with torch.inference_mode():
+        assert float((headed(x) - plain(x)).abs().max()) > 1e-5  # and it is in the path
+    fresh = EdgeUNet(features=feats, noise_norm=True, head_features=6).eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(fresh(x), x)
+    with pytest.raises(ConfigError, match="head_features"):
+        EdgeUNet(head_features=-2)

@@ -187,3 +187,43 @@ def test_every_training_config_in_repo_validates_and_builds_its_model() -> None:
     default = load_train_config(root / "train_default.yaml")
     assert default.model.name == "unet-nn-s"
     assert default.data.simulated_target == "expected_full"
+
+
+def test_init_weights_allows_weight_free_parameter_changes(tmp_path: Path) -> None:
+    """Fine-tuning with the low-cut guard switched on loads the weights; other widths do not."""
+    from pipeline.errors import ConfigError
+    from pipeline.models.checkpoint import save_checkpoint
+    from pipeline.models.registry import build_model
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.run import init_from_checkpoint
+
+    feats = [4, 4, 8, 8, 8, 4]
+    src = build_model("unet-nn", features=feats)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.1)
+    ck = save_checkpoint(
+        tmp_path / "src.pt", src, {"name": "unet-nn", "params": {"features": feats}}
+    )
+
+    def cfg(**params: Any) -> TrainConfig:
+        return TrainConfig.model_validate(
+            {
+                "output_dir": str(tmp_path / "out"),
+                "init_weights": str(ck),
+                "data": {"simulated": str(tmp_path)},
+                "model": {"name": "unet-nn", "params": params},
+            }
+        )
+
+    guarded = build_model("unet-nn", features=feats, lowcut_sigma=8.0)
+    info = init_from_checkpoint(guarded, cfg(features=feats, lowcut_sigma=8.0))
+    assert info["params_changed"] == {"lowcut_sigma": [0.0, 8.0]}
+    for a, b in zip(src.state_dict().values(), guarded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    headed = build_model("unet-nn", features=feats, head_features=4)
+    info = init_from_checkpoint(headed, cfg(features=feats, head_features=4))
+    assert info["fresh"] and all(k.startswith("head.") for k in info["fresh"])
+    wider = [8, 8, 8, 8, 8, 8]
+    with pytest.raises(ConfigError, match=r"src\.pt.*do not fit"):
+        init_from_checkpoint(build_model("unet-nn", features=wider), cfg(features=wider))
