@@ -1,7 +1,8 @@
 """The bundled model: a small checkpoint shipped in ``pipeline/assets`` with its SHA-256.
 
-A ``unet-nn-s`` (MONAI BasicUNet + Sobel edge layer, blind) trained by ``ldct train --config
-configs/train_default.yaml`` on the project's generated training set (see
+A ``unet-nn-s`` (MONAI BasicUNet + Sobel edge layer, blind, with a full-resolution refinement
+head and the low-cut guard) trained by ``ldct train --config configs/train_default_stage1.yaml``
+then ``--config configs/train_default.yaml`` on the project's generated training set (see
 ``docs/model-card.md``): ``ldct denoise``'s default, a starting point, not for clinical use. It
 lives in ``models`` (not ``train``) because inference loads it and must not import training.
 """

@@ -99,7 +99,10 @@ def test_cli_models_list_and_info(run_cli, tmp_path: Path) -> None:  # type: ign
     from pipeline.models.bundled import bundled_model_path
     from pipeline.models.checkpoint import load_checkpoint
 
-    assert line.split()[0] == load_checkpoint(bundled_model_path()).model_cfg["name"]
+    bundled_cfg = load_checkpoint(bundled_model_path()).model_cfg
+    assert line.split()[0] == bundled_cfg["name"]
+    # parameters the bundled checkpoint sets beyond the entry's preset are named on its line
+    assert all(f"{k}={v}" in line for k, v in bundled_cfg["params"].items())
     r = run_cli("models", "list", "--json")
     assert r.exit_code == 0
     assert {d["name"] for d in json.loads(r.stdout)} == set(model_names())

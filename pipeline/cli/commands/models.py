@@ -29,10 +29,25 @@ def _list(as_json: bool) -> None:
         return
     typer.echo(f"{'name':<12} {'params':>10} {'GFLOP/512²':>11}  description")
     for i in infos:
-        mark = (" [bundled: ldct denoise's default]" if i.bundled else "") + (
+        mark = (f" [bundled: ldct denoise's default{_bundled_params()}]" if i.bundled else "") + (
             " [training default]" if i.default else ""
         )
         typer.echo(f"{i.name:<12} {i.n_params:>10,} {i.gflops_512:>11.1f}  {i.description}{mark}")
+
+
+def _bundled_params() -> str:
+    """``, with k=v ...`` when the bundled checkpoint sets parameters beyond the entry's preset."""
+    from pipeline.models.bundled import bundled_model_path
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.flops import count_parameters, gflops_per_slice
+
+    ck = load_checkpoint(bundled_model_path())
+    params = ck.model_cfg["params"]
+    if not params:
+        return ""
+    kv = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    n, g = count_parameters(ck.model), gflops_per_slice(ck.model)
+    return f", with {kv}: {n:,} params, {g:.1f} GFLOP/512²"
 
 
 @models_app.callback()
