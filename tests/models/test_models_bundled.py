@@ -79,3 +79,29 @@ def test_checksum_mismatch_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     (assets / bundled.DEMO_MODEL_NAME).unlink()
     with pytest.raises(CheckpointError, match="no bundled demo model"):
         bundled.bundled_model_path()
+
+
+def test_bundled_model_keeps_mean_hu_on_a_noisy_water_disc() -> None:
+    """HU fidelity: denoising removes noise, not HU (the stage-1 model shifted this by -2.3 HU).
+
+    A 40 HU disc in air with correlated noise of 25 HU SD: inside it the bundled model must keep
+    the mean within 0.5 HU of the input's and remove at least 40 % of the noise SD.
+    """
+    import numpy as np
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    from pipeline.intensity import hu_to_model, model_to_hu
+
+    model = load_checkpoint(bundled.bundled_model_path()).model.eval()
+    n = 192
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - n / 2, xx - n / 2)
+    noise = gaussian_filter(np.random.default_rng(0).normal(size=(n, n)), 0.8)
+    low = (np.where(r < 80, 40.0, -1000.0) + noise * (25.0 / noise.std())).astype(np.float32)
+    with torch.inference_mode():
+        x = hu_to_model(torch.from_numpy(low)[None, None])
+        out = model_to_hu(model(x))[0, 0].numpy()
+    roi = r < 60
+    assert abs(float(out[roi].mean() - low[roi].mean())) < 0.5
+    assert float(out[roi].std()) < 0.6 * float(low[roi].std())
