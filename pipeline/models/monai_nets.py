@@ -80,7 +80,8 @@ def gaussian_lowpass(x: torch.Tensor, sigma: float, truncate: float = 3.0) -> to
 
     The same filter as ``scipy.ndimage.gaussian_filter(x, sigma, mode="mirror",
     truncate=truncate)`` (radius ``int(truncate * sigma + 0.5)``); borders narrower than the
-    radius fall back to edge replication.
+    radius fall back to edge replication (``torchvision``'s ``gaussian_blur`` computes the same
+    in mirror mode but refuses an image narrower than the radius, e.g. a small tile).
 
     >>> x = torch.ones(1, 1, 8, 8)
     >>> bool(torch.allclose(gaussian_lowpass(x, 2.0), x))
@@ -174,9 +175,10 @@ class EdgeUNet(nn.Module):
         if self.noise_norm and not residual:
             raise ConfigError("noise_norm needs residual=True (the correction is in noise units)")
         self.edges = SobelEdges(trainable=trainable_edges, concat_input=True)
+        n_in = 6 if self.noise_norm else 5  # noise_features(), or the input + 4 Sobel maps
         self.unet = BasicUNet(
             spatial_dims=2,
-            in_channels=6 if self.noise_norm else 5,
+            in_channels=n_in,
             out_channels=1,
             features=tuple(features),
             act=("LeakyReLU", {"negative_slope": 0.1, "inplace": True}),
@@ -185,10 +187,9 @@ class EdgeUNet(nn.Module):
         )
         self.head: nn.Sequential | None = None
         if head_features:
-            n_in = (6 if self.noise_norm else 5) + int(features[-1])
             act = nn.LeakyReLU(0.1, inplace=True)
-            self.head = nn.Sequential(
-                nn.Conv2d(n_in, head_features, 3, padding=1),
+            self.head = nn.Sequential(  # sees the backbone's input and its last features
+                nn.Conv2d(n_in + int(features[-1]), head_features, 3, padding=1),
                 act,
                 nn.Conv2d(head_features, head_features, 3, padding=1),
                 act,

@@ -91,9 +91,8 @@ def init_from_checkpoint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
 
     assert cfg.init_weights is not None
     ck = load_checkpoint(cfg.init_weights, expected_model=cfg.model.name)
-    src_name = str(ck.model_cfg["name"])
     want = json.loads(json.dumps(resolve_params(cfg.model.name, **cfg.model.params)))
-    have = json.loads(json.dumps(resolve_params(src_name, **ck.model_cfg["params"])))
+    have = json.loads(json.dumps(resolve_params(cfg.model.name, **ck.model_cfg["params"])))
     changed = {
         k: [have.get(k), want.get(k)]
         for k in sorted(set(want) | set(have))
@@ -107,8 +106,8 @@ def init_from_checkpoint(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
             f"init_weights {cfg.init_weights}: its weights do not fit the config's model "
             f"(parameters changed: {changed}): {first}"
         ) from None
-    fresh = list(res.missing_keys) if changed else []
-    if changed and res.unexpected_keys:
+    fresh = list(res.missing_keys)  # empty unless not strict (parameters changed)
+    if res.unexpected_keys:
         raise ConfigError(
             f"init_weights {cfg.init_weights}: weights {res.unexpected_keys[:3]} have no place in "
             f"the config's model (parameters changed: {changed})"
