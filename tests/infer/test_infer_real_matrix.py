@@ -13,8 +13,10 @@ transfer syntaxes. One denoise run per case (several files share UIDs), a small 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +29,23 @@ from pydicom.data import get_testdata_file
 
 from pipeline.io.read import read_volume
 
+
+def _dcmtk_storescu() -> str | None:
+    """DCMTK's ``storescu``; pynetdicom puts a same-named script (other options) in the venv."""
+    venv_bin = (Path(sys.prefix) / "bin").resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("storescu", path=folder) if folder else None
+        if found and Path(found).parent.resolve() != venv_bin:
+            return found
+    return None
+
+
+STORESCU = _dcmtk_storescu()
+
 pytestmark = [
     pytest.mark.tools,
     pytest.mark.skipif(
-        not all(shutil.which(t) for t in ("dciodvfy", "dcm2niix", "storescu")),
+        not (all(shutil.which(t) for t in ("dciodvfy", "dcm2niix")) and STORESCU),
         reason="needs dciodvfy (dicom3tools), dcm2niix and storescu (dcmtk)",
     ),
 ]
@@ -213,7 +228,7 @@ def test_orthanc_stores_every_instance_sent_by_storescu(runs, orthanc) -> None:
     orthanc.add_modality("LDCTTEST", "LDCTTEST", 11112)
     for run in runs.values():
         res = subprocess.run(
-            ["storescu", "-aet", "LDCTTEST", "-aec", orthanc.aet, "+sd", "+r",
+            [str(STORESCU), "-aet", "LDCTTEST", "-aec", orthanc.aet, "+sd", "+r",
              *STORESCU_PROPOSE[run.case.syntax],
              "127.0.0.1", str(orthanc.dicom_port), str(run.out / "dicom")],
             capture_output=True, text=True, timeout=120,
