@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 from torch.utils.data import DataLoader
@@ -21,6 +22,9 @@ from pipeline.data.pairs import POSITION_TOL_MM, PairSpec, discover_pairs, load_
 from pipeline.data.splits import Splits, assign, check_slice_leakage, load_splits, make_splits
 from pipeline.data.transforms import AIR_THRESHOLD_HU
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +110,20 @@ def resolve_splits(cfg: DataConfig, pairs: list[PairSpec]) -> Splits:
 
 
 def build_loaders(
-    cfg: DataConfig, seed: int = 0, *, pairs: list[PairSpec] | None = None
+    cfg: DataConfig,
+    seed: int = 0,
+    *,
+    pairs: list[PairSpec] | None = None,
+    prior: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> DataLoaders:
-    """Discover, split, decode once, and build the training and validation loaders."""
+    """Discover, split, decode once, and build the training and validation loaders.
+
+    ``prior``: the model's whole-slice prior (EdgeUNet ``nlm_prior``), given to training patches.
+    """
     from pipeline.data.cache import build_store
 
     if cfg.simulated is not None and pairs is None:
-        return _simulated_loaders(cfg, seed)
+        return _simulated_loaders(cfg, seed, prior)
     specs = pairs if pairs is not None else discover_pairs(cfg.source, strict=cfg.strict_pairing)
     splits = resolve_splits(cfg, specs)
     by_split = assign(specs, splits)
@@ -127,7 +138,7 @@ def build_loaders(
     train_store = build_store(
         by_split["train"], cache_dir=cfg.cache_dir, budget_bytes=budget, loader=loader
     )
-    train = _train_loader(train_store, cfg, seed)
+    train = _train_loader(train_store, cfg, seed, prior)
     val = None
     stores = {"train": train_store}
     if by_split["val"]:
@@ -148,7 +159,9 @@ def build_loaders(
     return DataLoaders(train=train, val=val, splits=splits, pairs=by_split)
 
 
-def _train_loader(store: Any, cfg: DataConfig, seed: int) -> Any:
+def _train_loader(
+    store: Any, cfg: DataConfig, seed: int, prior: Callable[[np.ndarray], np.ndarray] | None
+) -> Any:
     """The seeded patch loader of the training split (paired series or a generated set)."""
     from pipeline.data.datasets import build_train_loader
 
@@ -162,6 +175,7 @@ def _train_loader(store: Any, cfg: DataConfig, seed: int) -> Any:
         augment=cfg.augment,
         air_threshold_hu=cfg.air_threshold_hu,
         max_air_fraction=cfg.max_air_fraction,
+        prior=prior,
     )
 
 
@@ -177,7 +191,9 @@ def _val_loader(store: Any, cfg: DataConfig) -> Any:
     )
 
 
-def _simulated_loaders(cfg: DataConfig, seed: int) -> DataLoaders:
+def _simulated_loaders(
+    cfg: DataConfig, seed: int, prior: Callable[[np.ndarray], np.ndarray] | None
+) -> DataLoaders:
     """Loaders over a generated training set: memmapped entries, the set's own train/val split."""
     from pipeline.data.simulated import simulated_pairs, simulated_store
 
@@ -185,7 +201,8 @@ def _simulated_loaders(cfg: DataConfig, seed: int) -> DataLoaders:
     by_split, splits, _ = simulated_pairs(cfg.simulated)
     if not by_split["train"]:
         raise ConfigError(f"the generated set {cfg.simulated} has no training entries")
-    train = _train_loader(simulated_store(by_split["train"], cfg.simulated_target), cfg, seed)
+    train_store = simulated_store(by_split["train"], cfg.simulated_target)
+    train = _train_loader(train_store, cfg, seed, prior)
     val = None
     if by_split["val"]:
         val = _val_loader(simulated_store(by_split["val"]), cfg)

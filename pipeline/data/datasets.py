@@ -15,7 +15,7 @@ Items are dicts: ``low``/``full`` float32 tensors (1, H, W) in the model range, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,7 @@ class PairedPatchDataset(Dataset[dict[str, Any]]):
         air_threshold_hu: float = AIR_THRESHOLD_HU,
         max_air_fraction: float = 0.9,
         max_tries: int = 10,
+        prior: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if patches_per_slice < 1:
             raise DatasetError(f"patches_per_slice must be >= 1, found {patches_per_slice}")
@@ -72,9 +73,11 @@ class PairedPatchDataset(Dataset[dict[str, Any]]):
         self.index = _slice_index(store)
         self.patches_per_slice = int(patches_per_slice)
         self.seed = int(seed)
+        self.priors = _whole_slice_priors(store, self.index, prior) if prior else None
+        keys = (*KEYS, "prior") if prior else KEYS
         chain: list[Any] = [
             RandPairedPatchd(
-                KEYS,
+                keys,
                 patch_size,
                 air_threshold_hu=air_threshold_hu,
                 max_air_fraction=max_air_fraction,
@@ -82,8 +85,8 @@ class PairedPatchDataset(Dataset[dict[str, Any]]):
             )
         ]
         if augment:
-            chain.append(RandPairedFlipRot90d(KEYS))
-        chain.append(HUToModeld(KEYS))
+            chain.append(RandPairedFlipRot90d(keys))
+        chain.append(HUToModeld(keys))
         self.transform = Compose(chain)
 
     def __len__(self) -> int:
@@ -96,9 +99,35 @@ class PairedPatchDataset(Dataset[dict[str, Any]]):
         low, full = self.store.slice(pair_i, z)
         self.transform.set_random_state(seed=_sample_seed(self.seed, int(sample_id)))
         info = self.store.infos[pair_i]
-        item = self.transform({"low": low, "full": full})
+        data = {"low": low, "full": full}
+        if self.priors is not None:
+            data["prior"] = self.priors[(pair_i, z)]
+        item = self.transform(data)
+        if self.priors is not None:  # the model's second input channel (EdgeUNet nlm_prior)
+            item["low"] = torch.cat([item["low"], item.pop("prior")], dim=0)
         item.update(patient=info.patient, pair=info.name, slice=z, sample=int(sample_id))
         return item
+
+
+def _whole_slice_priors(
+    store: PairStore, index: np.ndarray, prior: Callable[[np.ndarray], np.ndarray]
+) -> dict[tuple[int, int], np.ndarray]:
+    """``prior(low)`` of every indexed whole slice (HU), computed once before training.
+
+    Patches are cut from it at the same place as from the low dose, so a patch carries the
+    whole slice's prior, as in inference (EdgeUNet ``nlm_prior``).
+    """
+    import logging
+    import time
+
+    log = logging.getLogger(__name__)
+    t0 = time.perf_counter()
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for pair_i, z in index:
+        low, _ = store.slice(int(pair_i), int(z))
+        out[(int(pair_i), int(z))] = np.asarray(prior(np.asarray(low)), dtype=np.float32)
+    log.info("data: the prior of %d training slices in %.0f s", len(out), time.perf_counter() - t0)
+    return out
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -186,10 +215,13 @@ def build_train_loader(
     cache_budget_gb: float = DEFAULT_BUDGET_BYTES / 1024**3,
     drop_last: bool = True,
     start_epoch: int = 0,
+    prior: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> DataLoader[dict[str, Any]]:
     """Shuffled, seeded loader of random paired patches: batches ``{"low", "full"}`` (B, 1, P, P).
 
     Each ``iter(loader)`` is one epoch of ``patches_per_slice`` patches per training slice.
+    ``prior`` (HU slice -> HU slice, e.g. the model's ``prior_hu``): ``low`` then carries the
+    whole slice's prior as a second channel, (B, 2, P, P).
     """
     store = _as_store(pairs, cache_dir, cache_budget_gb)
     ds = PairedPatchDataset(
@@ -200,6 +232,7 @@ def build_train_loader(
         augment=augment,
         air_threshold_hu=air_threshold_hu,
         max_air_fraction=max_air_fraction,
+        prior=prior,
     )
     if drop_last and len(ds) < batch_size:
         raise DatasetError(

@@ -209,6 +209,9 @@ class Denoiser:
         if geometry is None:
             return self.predict(x)
         tile, margin = geometry
+        attach = getattr(self.model, "attach_prior", None)
+        if attach is not None and getattr(self.model, "nlm_prior", False):
+            x = attach(x)  # the whole slice's prior, then tiles of image + prior
         return tiled_apply(
             x, self.predict, tile=tile, margin=margin, batch_size=max(1, plan.batch_size)
         )

@@ -57,18 +57,20 @@ def tiled_apply(
     margin: int,
     batch_size: int = 4,
 ) -> torch.Tensor:
-    """Apply ``fn`` ((N, C, h, w) -> same shape) to (B, C, H, W) ``x`` in overlapping tiles."""
+    """Apply ``fn`` ((N, C, h, w) -> (N, C', h, w)) to (B, C, H, W) ``x`` in overlapping tiles."""
     b, _, h, w = x.shape
     th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, margin), tile_starts(w, tw, margin)
     gauss = gaussian_weight(th, tw, x.device)
-    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    out: torch.Tensor | None = None  # (B, C_out, H, W): C_out from fn (a prior channel goes in)
     norm = torch.zeros((1, 1, h, w), dtype=torch.float32, device=x.device)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
     for i in range(0, len(boxes), batch_size):
         chunk = boxes[i : i + batch_size]
         tiles = torch.cat([x[:, :, y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk], dim=0)
         pred = fn(tiles).to(torch.float32)
+        if out is None:
+            out = torch.zeros((b, pred.shape[1], h, w), dtype=torch.float32, device=x.device)
         for k, (y0, x0) in enumerate(chunk):
             wmap = gauss.clone()
             if y0 > 0:
@@ -81,6 +83,6 @@ def tiled_apply(
                 wmap[:, tw - margin :] = 0
             out[:, :, y0 : y0 + th, x0 : x0 + tw] += pred[k * b : (k + 1) * b] * wmap
             norm[:, :, y0 : y0 + th, x0 : x0 + tw] += wmap
-    if bool((norm <= 0).any()):
+    if out is None or bool((norm <= 0).any()):
         raise RuntimeError("tiling left pixels uncovered (internal error: tile/margin mismatch)")
     return out / norm

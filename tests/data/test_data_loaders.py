@@ -157,3 +157,26 @@ def test_patch_larger_than_slice_is_refused(pairs):
         DatasetError, match=r"patch_size 128 is larger than the smallest slice \(64x64"
     ):
         build_train_loader(pairs, patch_size=128, batch_size=2, seed=0)
+
+
+def test_a_prior_rides_as_the_second_channel_cut_from_the_whole_slice(pairs):
+    """The prior is computed on the whole slice, then cut and flipped with the low dose."""
+    by_name = {p.spec.name: p for p in pairs}
+    calls = []
+
+    def prior(hu: np.ndarray) -> np.ndarray:  # position-dependent: a crop of a patch would differ
+        calls.append(hu.shape)
+        return hu + np.arange(hu.shape[0], dtype=np.float32)[:, None] * 3.0
+
+    loader = build_train_loader(pairs, patch_size=32, batch_size=8, seed=3, prior=prior)
+    assert calls and all(s == (64, 64) for s in calls)  # whole slices, once each
+    assert len(calls) == sum(p.low.hu.shape[0] for p in pairs)
+    batch = next(iter(loader))
+    assert batch["low"].shape == (8, 2, 32, 32) and batch["full"].shape == (8, 1, 32, 32)
+    for b in range(8):
+        pair = by_name[batch["pair"][b]]
+        z, y, x = int(batch["slice"][b]), int(batch["y"][b]), int(batch["x"][b])
+        k, flipped = int(batch["rot90"][b]), bool(batch["flipped"][b])
+        got = _undo(model_to_hu(batch["low"][b, 1].double().numpy()), k, flipped)
+        want = prior(pair.low.hu[z])[y : y + 32, x : x + 32]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)

@@ -126,3 +126,29 @@ def test_plan_tile_fields_are_the_geometry_the_tiler_uses() -> None:
     whole = Denoiser(_random_drle(1), batch_size=2)
     assert whole.tile_fields(whole.plan(136, 120)).text() == "whole slices"
     assert tile_fields_of(whole.tile_fields(whole.plan(136, 120)).row_fields()).whole_slices
+
+
+def test_tiled_inference_of_a_prior_model_uses_the_whole_slices_prior() -> None:
+    """EdgeUNet nlm_prior: tiles get the prior of the whole slice, so tiling changes nothing."""
+    from pipeline.intensity import hu_to_model, model_to_hu
+
+    torch.manual_seed(0)
+    model = build_model("unet-nn-s", head_features=4, nlm_prior=True).eval()
+    with torch.no_grad():
+        model.prior_gain.fill_(0.5)  # type: ignore[union-attr]
+        for conv in model.prior_in.values():  # type: ignore[union-attr]
+            nn.init.normal_(conv.weight, std=0.05)
+        nn.init.normal_(model.head[-1].weight, std=0.01)  # type: ignore[index]
+    hu = phantom(1, 300, 280, seed=3)
+    whole = Denoiser(model, batch_size=1).denoise_slices(hu)
+    tiled_den = Denoiser(model, batch_size=2, tiling=TilingConfig(max_tile=96, overlap=0.5))
+    tile, margin = tiled_den.tile_geometry(tiled_den.plan(300, 280))  # type: ignore[misc]
+    assert tile < 280  # several tiles (the tile grows to 4x the receptive radius)
+    tiled = tiled_den.denoise_slices(hu)
+    assert np.abs(whole - hu).max() > 1.0  # the prior does act
+    assert np.abs(tiled - whole).max() < 0.01  # HU
+    # control: tiles that each compute their own prior (sigma of the tile) differ
+    x = hu_to_model(torch.from_numpy(hu)[:, None])
+    with torch.inference_mode():
+        own = model_to_hu(tiled_apply(x, model, tile=tile, margin=margin))[:, 0].numpy()
+    assert np.abs(own - whole).max() > 100 * max(np.abs(tiled - whole).max(), 1e-4)

@@ -192,3 +192,57 @@ def test_head_backbone_matches_monais_forward_and_starts_as_identity() -> None:
         torch.testing.assert_close(fresh(x), x)
     with pytest.raises(ConfigError, match="head_features"):
         EdgeUNet(head_features=-2)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_flip_ensemble_is_the_mean_of_the_unflipped_flips_in_eval_only(n: int) -> None:
+    """Oracle: the flipped forwards of the plain net, un-flipped and averaged by hand."""
+    feats = (4, 4, 8, 8, 8, 4)
+    plain = _trained_like(EdgeUNet(features=feats, noise_norm=True, head_features=4))
+    ens = EdgeUNet(features=feats, noise_norm=True, head_features=4, flip_ensemble=n)
+    ens.load_state_dict(plain.state_dict())
+    x = 0.25 + 0.01 * torch.rand(2, 1, 36, 52)
+    flips = [(), (-1,), (-2,), (-2, -1)][:n]
+    with torch.inference_mode():
+        parts = [plain(x.flip(d)).flip(d) if d else plain(x) for d in flips]
+        want = torch.stack(parts).mean(0)
+        torch.testing.assert_close(ens.eval()(x), want)
+        assert float((want - plain(x)).abs().max()) > 1e-5  # the flips do differ
+    ens.train()
+    plain.train()
+    torch.testing.assert_close(ens(x), plain(x))  # training runs the plain forward
+    with pytest.raises(ConfigError, match="flip_ensemble"):
+        EdgeUNet(flip_ensemble=3)
+
+
+def test_nlm_prior_gain_adds_the_products_nlm_correction_and_starts_at_zero() -> None:
+    """Oracle: ``ldct denoise --model nlm`` (scikit-image NLM with the blind sigma)."""
+    from pipeline.intensity import hu_to_model, model_to_hu
+    from pipeline.models.classical import ClassicalConfig, estimate_noise_sd_hu, nlm_slice
+
+    feats = (4, 4, 8, 8, 8, 4)
+    plain = _trained_like(EdgeUNet(features=feats, noise_norm=True, head_features=4))
+    fused = EdgeUNet(features=feats, noise_norm=True, head_features=4, nlm_prior=True)
+    fresh = fused.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(fresh) == sorted(
+        ["prior_gain"] + [f"prior_in.{k}.{p}" for k in ("enc0", "head") for p in ("weight", "bias")]
+    )
+    fused.eval()
+    g = np.random.default_rng(1)
+    hu = np.full((2, 48, 40), 40.0, np.float32) + 20 * g.standard_normal((2, 48, 40)).astype(
+        np.float32
+    )
+    hu[:, 10:30, 12:24] += 300.0
+    x = hu_to_model(torch.from_numpy(hu)[:, None])
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), plain(x))  # zero-initialised: the plain net
+        with_prior = fused.attach_prior(x)
+        assert with_prior.shape == (2, 2, 48, 40)
+        torch.testing.assert_close(fused(with_prior), fused(x))  # given or computed: the same
+        fused.prior_gain.fill_(1.0)
+        got = (model_to_hu(fused(x)) - model_to_hu(plain(x)))[:, 0].numpy()
+    want = np.stack([nlm_slice(h, estimate_noise_sd_hu(h), ClassicalConfig()) - h for h in hu])
+    assert np.abs(want).max() > 5.0  # NLM does change the image
+    np.testing.assert_allclose(got, want, atol=0.05)  # HU
+    with pytest.raises(ConfigError, match="nlm_prior needs noise_norm"):
+        EdgeUNet(nlm_prior=True)
