@@ -32,9 +32,12 @@ def test_bundled_model_verifies_and_loads() -> None:
     env = extra["training_envelope"]
     assert env["source"] == "simulated" and env["kernels"] == [] and env["matrix"] == []
     assert extra["config"]["data"]["simulated_target"] == "expected_full"
-    # trained with MSE only: no perceptual term, no VGG weights of any kind
-    assert extra["vgg_weights"] == "none"
-    assert extra["config"]["loss"]["perceptual"]["weight"] == 0.0
+    # MSE + perceptual (stage 4): the VGG16 weights are seeded random ones, and labelled so
+    assert extra["vgg_weights"] == "random (untrained)"
+    perceptual = extra["config"]["loss"]["perceptual"]
+    assert perceptual["weight"] > 0 and perceptual["vgg_weights"] == "random"
+    # the classical prior: the image's NLM enters the network (models.md, nlm_prior)
+    assert ck.model_cfg["params"]["nlm_prior"] is True
     assert extra["code"]["version"] and extra["data_manifest_sha256"]
 
 
