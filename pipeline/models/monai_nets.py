@@ -35,11 +35,12 @@ Classical prior (``nlm_prior=True``, the shipped model): the image's non-local m
 the input, and its correction in noise units, ``(nlm - x) / s``, enters the network three ways,
 each zero at the start so that a trained model keeps its function: a 3x3 conv into the first
 encoder level, one into the head, and a learned gain straight onto the correction. The network
-thus learns where to keep NLM's result and where to correct it. Measured on validation: a fixed 50/50 mean of the network and NLM
-already beat both (+4.80 vs +4.11 / +4.55 dB); trained, the fused model gains more
-(docs/model-card.md). The prior of a training patch or an inference tile is cut from the prior
-of its whole slice (the sigma estimate needs the whole slice): :meth:`EdgeUNet.attach_prior`
-returns ``(B, 2, H, W)``, which ``forward`` accepts as image + prior.
+thus learns where to keep NLM's result and where to correct it. Measured on validation: a fixed
+50/50 mean of the network and NLM already beat both (+4.80 vs +4.11 / +4.55 dB); trained, the
+fused model gained +4.56 (docs/model-card.md). The prior of a training patch or an inference
+tile is cut from the prior of its whole slice (the sigma estimate needs the whole slice):
+:meth:`EdgeUNet.attach_prior` returns ``(B, 2, H, W)``, which ``forward`` accepts as image +
+prior.
 """
 
 from __future__ import annotations
