@@ -15,6 +15,8 @@ Items are dicts: ``low``/``full`` float32 tensors (1, H, W) in the model range, 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +35,8 @@ from pipeline.data.transforms import (
     RandPairedPatchd,
 )
 from pipeline.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 
 def _slice_index(store: PairStore, stride: int = 1) -> np.ndarray:
@@ -117,10 +121,6 @@ def _whole_slice_priors(
     Patches are cut from it at the same place as from the low dose, so a patch carries the
     whole slice's prior, as in inference (EdgeUNet ``nlm_prior``).
     """
-    import logging
-    import time
-
-    log = logging.getLogger(__name__)
     t0 = time.perf_counter()
     out: dict[tuple[int, int], np.ndarray] = {}
     for pair_i, z in index:

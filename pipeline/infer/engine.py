@@ -210,8 +210,8 @@ class Denoiser:
             return self.predict(x)
         tile, margin = geometry
         attach = getattr(self.model, "attach_prior", None)
-        if attach is not None and getattr(self.model, "nlm_prior", False):
-            x = attach(x)  # the whole slice's prior, then tiles of image + prior
+        if attach is not None:
+            x = attach(x)  # a prior from the whole slice (EdgeUNet nlm_prior), then tiles
         return tiled_apply(
             x, self.predict, tile=tile, margin=margin, batch_size=max(1, plan.batch_size)
         )

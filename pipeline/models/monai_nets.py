@@ -301,14 +301,17 @@ class EdgeUNet(nn.Module):
             return _flip_mean(self._forward_once, x, self.flip_ensemble)
         return self._forward_once(x)
 
-    @staticmethod
-    def prior_hu(hu: np.ndarray) -> np.ndarray:
-        """The prior of one whole ``(H, W)`` HU slice (:func:`nlm_prior_hu`), for training data."""
-        return nlm_prior_hu(hu)
+    @property
+    def training_prior(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """HU slice -> its prior, for the training data (:func:`nlm_prior_hu`); None: no prior."""
+        return nlm_prior_hu if self.nlm_prior else None
 
     def attach_prior(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) model range -> (B, 2, H, W): the image and its NLM prior (no gradient)."""
+        """(B, 1, H, W) whole slices -> what ``forward`` takes: with ``nlm_prior`` (B, 2, H, W),
+        the image and its NLM prior (no gradient); without, ``x`` itself."""
         check_shape("unet input", x, ("B", 1, "H", "W"))
+        if not self.nlm_prior:
+            return x
         if x.is_meta:  # FLOP counting: the prior is numerical work outside the network
             return torch.cat([x, x], dim=1)
         hu = model_to_hu(x.detach()[:, 0].to("cpu", torch.float64)).numpy()

@@ -172,8 +172,9 @@ def run_training(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         model: nn.Module = build_model(cfg.model.name, **cfg.model.params)
         init = init_from_checkpoint(model, cfg) if cfg.init_weights is not None else None
         objective = build_objective(cfg.loss)
-        prior = getattr(model, "prior_hu", None) if getattr(model, "nlm_prior", False) else None
-        loaders = build_loaders(cfg.data, seed=cfg.seed, prior=prior)
+        loaders = build_loaders(
+            cfg.data, seed=cfg.seed, prior=getattr(model, "training_prior", None)
+        )
         per_rank = D.per_rank_batch(cfg.data.batch_size, env)
         batches = EpochBatches(
             loaders.train.dataset,

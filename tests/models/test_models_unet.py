@@ -244,5 +244,9 @@ def test_nlm_prior_gain_adds_the_products_nlm_correction_and_starts_at_zero() ->
     want = np.stack([nlm_slice(h, estimate_noise_sd_hu(h), ClassicalConfig()) - h for h in hu])
     assert np.abs(want).max() > 5.0  # NLM does change the image
     np.testing.assert_allclose(got, want, atol=0.05)  # HU
+    from pipeline.models.monai_nets import nlm_prior_hu
+
+    assert fused.training_prior is nlm_prior_hu and plain.training_prior is None
+    assert plain.attach_prior(x) is x  # no prior: whole slices go in as they are
     with pytest.raises(ConfigError, match="nlm_prior needs noise_norm"):
         EdgeUNet(nlm_prior=True)
